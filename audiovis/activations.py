@@ -1,0 +1,49 @@
+"""Recording activations with forward hooks that are always removed (captum-style)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class Recorder:
+    """Record the outputs of named layers of a model.
+
+    Examples
+    --------
+    >>> acts, out = Recorder(model, ["conv2", "dense1"]).record(x)
+    >>> acts["conv2"].shape   # (batch, channels, time)
+    """
+
+    def __init__(self, model: nn.Module, layers: str | list[str]):
+        self.model = model
+        self.layers = [layers] if isinstance(layers, str) else list(layers)
+        modules = dict(model.named_children())
+        missing = [name for name in self.layers if name not in modules]
+        if missing:
+            from .errors import ParameterError
+            raise ParameterError(f"no layer named {missing[0]!r}; layers are {', '.join(modules)}")
+        self._modules = [modules[n] for n in self.layers]
+        self._handles: list = []
+        self.activations: dict[str, torch.Tensor] = {}
+
+    def __enter__(self) -> "Recorder":
+        for name, mod in zip(self.layers, self._modules):
+            self._handles.append(mod.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _hook(self, name):
+        def hook(_module, _inp, out):
+            self.activations[name] = out
+        return hook
+
+    def record(self, x: torch.Tensor, grad: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Run ``x`` through the model; returns ({layer: activation}, model output). Hooks are removed after."""
+        self.activations = {}
+        with self, torch.set_grad_enabled(grad):
+            out = self.model(x)
+        return dict(self.activations), out

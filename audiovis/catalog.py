@@ -1,0 +1,245 @@
+"""Songs <-> files (manifest or file stems), ground truth, and the ingest stage."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import audio
+from .errors import AudioError, DataError, ParameterError
+from .plays import read_log
+from .workspace import Workspace
+
+ID_COLS = ("song_id", "song", "id", "track_id", "track")
+FILE_COLS = ("file", "path", "filename", "audio")
+
+
+def read_manifest(path: str | os.PathLike, audio_dir: str | os.PathLike,
+                  allow_outside: bool = False) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """Read a manifest CSV (song id and file columns) into {song_id: path}.
+
+    Relative paths are resolved against ``audio_dir``. A path that leaves ``audio_dir`` (``..``, an absolute path
+    elsewhere, a symlink out) is refused unless ``allow_outside``.
+
+    Returns
+    -------
+    mapping : dict[str, Path]
+    problems : list of (item, reason)
+    """
+    path, root = Path(path), Path(audio_dir).resolve()
+    if not path.exists():
+        raise DataError(f"manifest '{path}' not found")
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise DataError(f"manifest '{path}' is empty; expected a header with song_id and file columns")
+    header = [c.strip().lower() for c in rows[0]]
+    try:
+        ic = next(header.index(c) for c in header if c in ID_COLS)
+        fc = next(header.index(c) for c in header if c in FILE_COLS)
+    except StopIteration:
+        raise DataError(f"manifest '{path}': header {rows[0]!r} needs a song id column ({', '.join(ID_COLS)}) "
+                        f"and a file column ({', '.join(FILE_COLS)})") from None
+    mapping: dict[str, Path] = {}
+    problems: list[tuple[str, str]] = []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) <= max(ic, fc) or not row[ic].strip() or not row[fc].strip():
+            problems.append((f"{path.name} row {n}", "missing song id or file"))
+            continue
+        sid, rel = row[ic].strip(), row[fc].strip()
+        p = Path(rel)
+        p = (p if p.is_absolute() else root / p)
+        resolved = p.resolve()
+        if not allow_outside and not resolved.is_relative_to(root):
+            problems.append((sid, f"manifest path '{rel}' points outside the library root '{root}' "
+                                  f"(pass --allow-outside to permit it)"))
+            continue
+        if sid in mapping:
+            problems.append((sid, f"duplicate song id in manifest row {n}; kept the first"))
+            continue
+        mapping[sid] = p
+    return mapping, problems
+
+
+def map_by_stem(audio_dir: str | os.PathLike) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """Map every audio file under ``audio_dir`` to its file stem as song id."""
+    files = audio.find_audio(audio_dir)
+    mapping: dict[str, Path] = {}
+    problems: list[tuple[str, str]] = []
+    for p in files:
+        if p.stem in mapping:
+            problems.append((str(p), f"song id '{p.stem}' already taken by '{mapping[p.stem]}'; skipped"))
+            continue
+        mapping[p.stem] = p
+    return mapping, problems
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, dict[str, str]]:
+    """Song-level ground truth from a CSV: a song id column plus categorical concept columns.
+
+    Columns named like files, and columns whose values are all numbers (bpm, durations), are not concepts.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"labels file '{path}' not found")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise DataError(f"labels file '{path}' has no rows")
+    cols = list(rows[0].keys())
+    idc = next((c for c in cols if c.lower() in ID_COLS), None)
+    if idc is None:
+        raise DataError(f"labels file '{path}': no song id column among {cols!r}")
+    concepts = []
+    for c in cols:
+        if c == idc or c.lower() in FILE_COLS:
+            continue
+        vals = [r[c] for r in rows if r[c] not in ("", None)]
+        if not vals or all(_is_number(v) for v in vals):
+            continue
+        concepts.append(c)
+    return {r[idc]: {c: r[c] for c in concepts if r[c] not in ("", None)} for r in rows}
+
+
+def read_segments(path: str | os.PathLike) -> list[tuple[str, float, float, str, str]]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"segments file '{path}' not found")
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for n, r in enumerate(csv.DictReader(f), start=2):
+            try:
+                out.append((r["song_id"], float(r["start_s"]), float(r["end_s"]), r["concept"], r["value"]))
+            except (KeyError, ValueError, TypeError):
+                raise DataError(f"segments file '{path}' row {n}: expected song_id,start_s,end_s,concept,value; "
+                                f"got {r!r}") from None
+    return out
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _signature(*parts) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        if p is None:
+            h.update(b"-")
+            continue
+        p = Path(p) if isinstance(p, (str, os.PathLike)) and Path(p).exists() else p
+        if isinstance(p, Path):
+            st = p.stat()
+            h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        else:
+            h.update(repr(p).encode())
+    return h.hexdigest()
+
+
+def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLike, plays: str | os.PathLike,
+           manifest: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
+           segments: str | os.PathLike | None = None, max_duration: float = 1800.0, min_duration: float = 3.0,
+           allow_outside: bool = False, force: bool = False, progress: bool = True) -> dict:
+    """Build a workspace's catalogue from an audio folder and a listening log.
+
+    Parameters
+    ----------
+    workspace : str, Path or Workspace
+    audio_dir : str or Path
+        The library root; scanned recursively when there is no manifest.
+    plays : str or Path
+        Listening log (see :func:`audiovis.plays.read_log`).
+    manifest : str or Path, optional
+        CSV mapping song ids to files; without it a file's stem is its song id.
+    labels, segments : str or Path, optional
+        Ground truth, when known (the demo world has it).
+    max_duration, min_duration : float
+        Songs outside these bounds (seconds) are skipped with the reason.
+
+    Returns
+    -------
+    summary : dict
+        Counts of songs, users, plays and problems by reason.
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    audio_dir = Path(audio_dir)
+    if not audio_dir.is_dir():
+        raise ParameterError(f"audio folder '{audio_dir}' does not exist or is not a folder")
+    sig = _signature(audio_dir, plays, manifest, labels, segments, max_duration, min_duration, allow_outside)
+    if not force and ws.exists() and ws.get_meta("done:ingest", {}).get("signature") == sig:
+        return ws.get_meta("done:ingest")["summary"]
+
+    log = read_log(plays)
+    if manifest is not None:
+        mapping, problems = read_manifest(manifest, audio_dir, allow_outside=allow_outside)
+    else:
+        mapping, problems = map_by_stem(audio_dir)
+    if not mapping and not problems:
+        raise DataError(f"no audio files (WAV, FLAC, OGG, Opus, MP3) found under '{audio_dir}'")
+
+    songs = []
+    for sid, p in tqdm(sorted(mapping.items()), desc="ingest: checking audio", unit="song", disable=not progress):
+        try:
+            meta = audio.info(p)
+            if meta.duration > max_duration:
+                raise AudioError(f"'{p}': {meta.duration:.0f} s is longer than the limit of {max_duration:.0f} s")
+            if meta.duration < min_duration:
+                raise AudioError(f"'{p}': {meta.duration:.2f} s is shorter than one {min_duration:.0f} s window")
+        except AudioError as e:
+            problems.append((sid, str(e)))
+            continue
+        songs.append((sid, str(p.resolve()), meta.duration, meta.sr, meta.channels))
+
+    song_idx = {s[0]: i for i, s in enumerate(songs)}
+    users: dict[str, int] = {}
+    play_rows = []
+    unknown = 0
+    unknown_ids: dict[str, int] = {}
+    for (u, s), n in log.counts.items():
+        if s not in song_idx:
+            unknown += 1
+            unknown_ids[s] = unknown_ids.get(s, 0) + 1
+            continue
+        play_rows.append((users.setdefault(u, len(users)), song_idx[s], n))
+    if not play_rows:
+        raise DataError(f"no row of the listening log '{plays}' names a usable song: "
+                        f"{len(log.counts)} user-song pairs, {len(songs)} usable songs; check that the log's "
+                        f"song ids match the manifest or the file names")
+    label_map = read_labels(labels) if labels else {}
+    seg_rows = read_segments(segments) if segments else []
+
+    db = ws.db
+    with db:
+        for t in ("songs", "users", "plays", "labels", "segments", "report", "meta"):
+            db.execute(f"DELETE FROM {t}")
+        db.executemany("INSERT INTO songs(idx, song_id, path, duration, sr, channels) VALUES (?,?,?,?,?,?)",
+                       [(i, *s) for i, s in enumerate(songs)])
+        db.executemany("INSERT INTO users(idx, user_id) VALUES (?, ?)", [(i, u) for u, i in users.items()])
+        db.executemany("INSERT INTO plays(user_idx, song_idx, plays) VALUES (?,?,?)", play_rows)
+        db.executemany("INSERT INTO labels(song_id, concept, value) VALUES (?,?,?)",
+                       [(sid, c, v) for sid, d in label_map.items() if sid in song_idx for c, v in d.items()])
+        db.executemany("INSERT INTO segments(song_id, start_s, end_s, concept, value) VALUES (?,?,?,?,?)",
+                       [r for r in seg_rows if r[0] in song_idx])
+        db.executemany("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)", problems)
+        for reason, n in log.problems.items():
+            db.execute("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)",
+                       (f"{Path(plays).name} ({log.examples[reason]})", f"{reason}: {n} rows"))
+        if unknown:
+            some = ", ".join(list(unknown_ids)[:5])
+            db.execute("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)",
+                       (Path(plays).name, f"unknown or unusable song id: {unknown} user-song pairs "
+                                          f"({len(unknown_ids)} songs, e.g. {some})"))
+    summary = {
+        "songs": len(songs), "songs_skipped": len([p for p in problems if not p[0].endswith(")")]),
+        "users": len(users), "pairs": len(play_rows), "plays": float(sum(r[2] for r in play_rows)),
+        "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
+        "unknown_song_pairs": unknown, "labelled_songs": len([s for s in label_map if s in song_idx]),
+    }
+    ws.mark_done("ingest", {"signature": sig, "summary": summary})
+    return summary

@@ -1,0 +1,183 @@
+"""Command line: thin subcommands over the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import AudiovisError
+
+DEFAULT_DEMO_WS = "workspaces/demo"
+
+
+def _ws_arg(p, default=None):
+    p.add_argument("-w", "--workspace", default=default or os.environ.get("AUDIOVIS_WORKSPACE", DEFAULT_DEMO_WS),
+                   help="workspace folder (default: %(default)s)")
+
+
+def _inputs(p):
+    p.add_argument("--audio", required=True, help="folder of audio files (WAV, FLAC, OGG, Opus, MP3)")
+    p.add_argument("--plays", required=True, help="listening log: MSD triplets, or CSV/TSV with user, song, plays")
+    p.add_argument("--manifest", help="CSV with song_id and file columns (default: file stems are song ids)")
+    p.add_argument("--labels", help="CSV of ground-truth concepts per song (optional)")
+    p.add_argument("--segments", help="CSV song_id,start_s,end_s,concept,value (optional)")
+    p.add_argument("--allow-outside", action="store_true", help="let the manifest point outside the audio folder")
+
+
+def _stage_opts(p):
+    g = p.add_argument_group("stage settings")
+    g.add_argument("--factors", type=int, default=32, help="WMF latent factors")
+    g.add_argument("--alpha", type=float, default=2.0, help="confidence 1 + alpha*log(1 + plays/eps)")
+    g.add_argument("--regularization", type=float, default=0.1, help="WMF L2 regularisation")
+    g.add_argument("--normalize", action="store_true", help="unit-normalise song factors (Spotify 2014)")
+    g.add_argument("--test-fraction", type=float, default=0.2, help="songs held out for cold-start evaluation")
+    g.add_argument("--window-s", type=float, default=3.0, help="window length in seconds")
+    g.add_argument("--jobs", type=int, default=None, help="featurize processes (default: all cores)")
+    g.add_argument("--preset", default="small", choices=["small", "paper"], help="model size")
+    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("-k", type=int, default=20, help="clips kept per unit in the index")
+    g.add_argument("--force", action="store_true", help="redo the stage even if it is up to date")
+
+
+def _configs(a):
+    from .config import FactorConfig, FeatureConfig
+    from .index import IndexConfig
+    from .train import TrainConfig
+    return dict(
+        feature=FeatureConfig(window_s=a.window_s),
+        factors=FactorConfig(factors=a.factors, alpha=a.alpha, regularization=a.regularization,
+                             normalize=a.normalize, test_fraction=a.test_fraction, random_state=a.seed),
+        training=TrainConfig(preset=a.preset, epochs=a.epochs, device=a.device, seed=a.seed),
+        index=IndexConfig(k=a.k))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="audiovis", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("ingest", help="catalogue audio and a listening log into a workspace")
+    _ws_arg(p), _inputs(p)
+    p.add_argument("--max-duration", type=float, default=1800.0, help="skip longer songs (seconds)")
+    p.add_argument("--force", action="store_true")
+    for name, hlp in (("factorize", "WMF of the play counts"), ("featurize", "log-mel features of every song"),
+                      ("train", "train the content CNN"), ("evaluate", "cold-start evaluation"),
+                      ("index", "top clips and statistics of every unit")):
+        p = sub.add_parser(name, help=hlp)
+        _ws_arg(p), _stage_opts(p)
+    p = sub.add_parser("run", help="every stage, from audio and plays to the unit index")
+    _ws_arg(p), _inputs(p), _stage_opts(p)
+    p = sub.add_parser("demo", help="build the demo workspace from samples/ if missing, then serve the page")
+    _ws_arg(p), _stage_opts(p)
+    p.add_argument("--no-serve", action="store_true", help="build only")
+    p.add_argument("--port", type=int, default=8501)
+    p = sub.add_parser("serve", help="serve the listening page for a workspace")
+    _ws_arg(p)
+    p.add_argument("--port", type=int, default=8501)
+    p = sub.add_parser("report", help="problems found in the inputs, per stage")
+    _ws_arg(p)
+    return ap
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        return _dispatch(a)
+    except AudiovisError as e:
+        print(f"audiovis: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("audiovis: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _print(obj):
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _dispatch(a) -> int:
+    from .workspace import Workspace
+    ws = Workspace(a.workspace)
+    if a.cmd == "ingest":
+        from .catalog import ingest
+        s = ingest(ws, a.audio, a.plays, manifest=a.manifest, labels=a.labels, segments=a.segments,
+                   max_duration=a.max_duration, allow_outside=a.allow_outside, force=a.force)
+        _print(s)
+        _print_report(ws, "ingest")
+    elif a.cmd in ("factorize", "featurize", "train", "evaluate", "index"):
+        c = _configs(a)
+        if a.cmd == "factorize":
+            from .factors import factorize
+            _print(factorize(ws, c["factors"], force=a.force))
+        elif a.cmd == "featurize":
+            from .features import featurize
+            _print(featurize(ws, c["feature"], n_jobs=a.jobs, force=a.force))
+            _print_report(ws, "featurize")
+        elif a.cmd == "train":
+            from .train import train
+            _print(train(ws, c["training"], force=a.force))
+        elif a.cmd == "evaluate":
+            from .evaluate import evaluate
+            evaluate(ws, force=a.force)
+            print((ws.path / "evaluation.md").read_text())
+        else:
+            from .index import build_index
+            _print(build_index(ws, c["index"], force=a.force))
+    elif a.cmd == "run":
+        from .pipeline import run_pipeline
+        out = run_pipeline(ws, a.audio, a.plays, a.manifest, a.labels, a.segments, n_jobs=a.jobs,
+                           allow_outside=a.allow_outside, **_configs(a))
+        _finish(ws, out)
+    elif a.cmd == "demo":
+        from .pipeline import demo_inputs, run_pipeline, samples_dir
+        if not (samples_dir() / "plays.tsv").exists():
+            print(f"audiovis: error: the demo world is missing at '{samples_dir()}'", file=sys.stderr)
+            return 2
+        out = run_pipeline(ws, n_jobs=a.jobs, **demo_inputs(), **_configs(a))
+        _finish(ws, out)
+        if not a.no_serve:
+            return serve(ws.path, a.port)
+    elif a.cmd == "serve":
+        return serve(ws.path, a.port)
+    elif a.cmd == "report":
+        ws.require("ingest")
+        _print_report(ws, None, limit=None)
+    return 0
+
+
+def _finish(ws, out):
+    print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in out["seconds"].items()))
+    if (ws.path / "evaluation.md").exists():
+        print((ws.path / "evaluation.md").read_text())
+    _print_report(ws, None)
+
+
+def _print_report(ws, stage, limit=20):
+    rows = ws.report(stage)
+    if not rows:
+        return
+    print(f"{len(rows)} problem(s) found (skipped or fixed; nothing else was lost):")
+    for st, item, reason in rows[:limit]:
+        print(f"  [{st}] {item}: {reason}")
+    if limit and len(rows) > limit:
+        print(f"  ... and {len(rows) - limit} more: `audiovis report -w {ws.path}`")
+
+
+def serve(ws_path: Path, port: int = 8501) -> int:
+    app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+    if not app.exists():
+        print(f"audiovis: error: the page '{app}' is missing; install audiovis from a source checkout "
+              f"(pip install -e .)", file=sys.stderr)
+        return 2
+    env = dict(os.environ, AUDIOVIS_WORKSPACE=str(ws_path))
+    print(f"serving the listening page for {ws_path} on http://localhost:{port}")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The NIPS 2013 cold-start protocol: rank held-out songs for each user by x_u . y'_i; AUC and mAP@k."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import WorkspaceError
+from .factors import load_factors
+from .features import FeatureStore
+from .workspace import Workspace, save_json, save_text
+
+
+def auc_score(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of one ranking (ties count half)."""
+    from scipy.stats import rankdata
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(scores)
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def average_precision_at_k(scores: np.ndarray, positive: np.ndarray, k: int = 500) -> float:
+    """AP@k: mean of precision@i over the positives ranked in the top k, divided by min(k, n_pos)."""
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-scores, kind="stable")[:k]
+    hits = positive[order].astype(np.float64)
+    prec = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float((prec * hits).sum() / min(k, n_pos))
+
+
+def cold_start_metrics(X: np.ndarray, Y: np.ndarray, P: np.ndarray, k: int = 500) -> dict:
+    """Mean per-user AUC and mAP@k.
+
+    Parameters
+    ----------
+    X : np.ndarray [shape=(n_users, f)]     user factors
+    Y : np.ndarray [shape=(n_test, f)]      (predicted) factors of the held-out songs
+    P : np.ndarray [shape=(n_users, n_test), bool]   which held-out songs each user played
+    """
+    S = X @ Y.T
+    aucs, aps = [], []
+    for u in range(len(X)):
+        pos = P[u]
+        if pos.any() and not pos.all():
+            aucs.append(auc_score(S[u], pos))
+            aps.append(average_precision_at_k(S[u], pos, k))
+    return {"auc": float(np.mean(aucs)), "map": float(np.mean(aps)), "users": len(aucs)}
+
+
+def ridge_fit_predict(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarray, Xte: np.ndarray,
+                      lambdas=(1e-3, 1e-2, 1e-1, 1, 10, 100, 1000)) -> tuple[np.ndarray, float]:
+    """Linear regression with an L2 penalty chosen on the validation songs; inputs standardised."""
+    mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-8
+    A, V, T = (Xtr - mu) / sd, (Xva - mu) / sd, (Xte - mu) / sd
+    A1, V1, T1 = (np.hstack([M, np.ones((len(M), 1))]) for M in (A, V, T))
+    best = None
+    for lam in lambdas:
+        reg = lam * np.eye(A1.shape[1])
+        reg[-1, -1] = 0
+        W = np.linalg.solve(A1.T @ A1 + reg, A1.T @ Ytr)
+        err = float(((V1 @ W - Yva) ** 2).mean())
+        if best is None or err < best[0]:
+            best = (err, lam, W)
+    return T1 @ best[2], best[1]
+
+
+def mfcc_stats(store: FeatureStore, songs: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
+    """The baseline's features: mean and std of MFCCs and their deltas over the song [shape=(n, 4 * n_mfcc)]."""
+    import librosa
+    out = []
+    for s in songs:
+        S_db = np.asarray(store.song(s), dtype=np.float32).T          # (n_mels, t)
+        M = librosa.feature.mfcc(S=S_db, n_mfcc=n_mfcc)                 # (n_mfcc, t)
+        D = librosa.feature.delta(M, width=9 if M.shape[1] >= 9 else 3)
+        out.append(np.concatenate([M.mean(1), M.std(1), D.mean(1), D.std(1)]))
+    return np.array(out, dtype=np.float64)
+
+
+def one_hot_labels(labels: dict[str, dict[str, str]], song_ids: list[str]) -> tuple[np.ndarray, list[str]]:
+    """One column per (concept, value) of the ground truth [shape=(n_songs, n_values)]."""
+    cols = sorted({(c, v) for d in labels.values() for c, v in d.items()})
+    pos = {cv: i for i, cv in enumerate(cols)}
+    M = np.zeros((len(song_ids), len(cols)))
+    for i, sid in enumerate(song_ids):
+        for c, v in labels.get(sid, {}).items():
+            M[i, pos[(c, v)]] = 1
+    return M, [f"{c}={v}" for c, v in cols]
+
+
+def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool = False,
+             progress: bool = True) -> dict:
+    """Cold-start evaluation on the held-out songs; writes ``evaluation.json`` and ``evaluation.md``."""
+    from .train import load_model, predict_songs
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws.require("train")
+    done = ws.get_meta("done:evaluate")
+    if done and not force and (ws.path / "evaluation.json").exists():
+        return done["results"]
+    store = FeatureStore(ws)
+    fac = load_factors(ws)
+    split = fac["split"]
+    has_win = np.array([store.n_frames(i) >= store.cfg.window_frames for i in range(store.n_songs)])
+    te = np.flatnonzero((split == "test") & has_win)
+    tr = np.flatnonzero((split == "train") & has_win)
+    va = np.flatnonzero((split == "valid") & has_win)
+    if len(te) < 2:
+        raise WorkspaceError(f"only {len(te)} held-out songs with features: nothing to evaluate")
+    R = ws.play_matrix().tocsc()
+    P = (R[:, te] > 0).toarray()
+    X, Y = fac["user_factors"], fac["song_factors"]
+    rng = np.random.default_rng(0)
+    results: dict = {"test_songs": len(te), "k": k, "models": {}}
+    m = results["models"]
+    rand = [cold_start_metrics(X, rng.standard_normal((len(te), X.shape[1])), P, k) for _ in range(5)]
+    m["random"] = {"auc": float(np.mean([r["auc"] for r in rand])), "map": float(np.mean([r["map"] for r in rand])),
+                   "users": rand[0]["users"]}
+    if progress:
+        print("evaluate: MFCC baseline")
+    F = mfcc_stats(store, np.concatenate([tr, va, te]))
+    Ftr, Fva, Fte = F[:len(tr)], F[len(tr):len(tr) + len(va)], F[len(tr) + len(va):]
+    pred, lam = ridge_fit_predict(Ftr, Y[tr], Fva, Y[va], Fte)
+    m["mfcc_linear"] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
+    if progress:
+        print("evaluate: CNN")
+    model, _ = load_model(ws)
+    m["cnn"] = cold_start_metrics(X, predict_songs(model, store, te), P, k)
+    labels = ws.labels()
+    if labels:
+        ids = ws.song_ids()
+        L, _names = one_hot_labels(labels, ids)
+        pred, lam = ridge_fit_predict(L[tr], Y[tr], L[va], Y[va], L[te])
+        m["audible_oracle"] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
+    m["upper_bound"] = cold_start_metrics(fac["user_factors_full"], fac["song_factors_full"][te], P, k)
+    lo, hi = m["random"]["auc"], m["upper_bound"]["auc"]
+    for v in m.values():
+        v["gap_share"] = (v["auc"] - lo) / (hi - lo) if hi > lo else float("nan")
+    if "audible_oracle" in m:
+        results["cnn_share_of_oracle"] = m["cnn"]["gap_share"] / m["audible_oracle"]["gap_share"]
+    results["cnn_minus_mfcc_auc"] = m["cnn"]["auc"] - m["mfcc_linear"]["auc"]
+    save_json(ws.path / "evaluation.json", results)
+    save_text(ws.path / "evaluation.md", markdown_table(results))
+    ws.mark_done("evaluate", {"results": results})
+    return results
+
+
+NAMES = {"random": "random", "mfcc_linear": "linear regression on MFCC statistics", "cnn": "CNN (audiovis)",
+         "audible_oracle": "audible oracle (true concept labels, linear)", "upper_bound": "upper bound (WMF with plays)"}
+
+
+def markdown_table(results: dict) -> str:
+    lines = [f"Cold-start evaluation on {results['test_songs']} held-out songs "
+             f"({results['models']['random']['users']} users with plays of them); mAP@{results['k']}.", "",
+             "| model | AUC | mAP | share of random-to-upper-bound AUC gap |", "|---|---|---|---|"]
+    for key, v in results["models"].items():
+        lines.append(f"| {NAMES.get(key, key)} | {v['auc']:.4f} | {v['map']:.4f} | {100 * v['gap_share']:.1f}% |")
+    lines.append("")
+    if "cnn_share_of_oracle" in results:
+        lines.append(f"CNN share / oracle share: {100 * results['cnn_share_of_oracle']:.1f}%; "
+                     f"CNN AUC minus MFCC AUC: {results['cnn_minus_mfcc_auc']:+.4f}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,270 @@
+"""The unit activation index: for every unit of every layer, the top and bottom k clips, peak times, statistics.
+
+A window's activation for a unit is its maximum over time inside the window (conv layers) or its value (dense
+and output units). Top and bottom lists hold at most one window per song (each song's best, or least, window),
+so a unit's playlist is k different songs, as in Dieleman's playlists. Memory is bounded by units x k plus one
+batch; per-window activations stream to ``index/acts.npy`` [shape=(n_windows, n_units), float16] on disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .activations import Recorder
+from .config import _Config
+from .features import FeatureStore
+from .units import Unit, layer_sizes, parse_unit
+from .workspace import Workspace, atomic_path, save_json, save_npy, save_npz
+
+N_BINS = 32
+
+
+@dataclass
+class IndexConfig(_Config):
+    k: int = 20
+    batch_windows: int = 256
+    checkpoint_every: int = 20   # batches between resumable state saves
+
+
+def window_activations(model, x: torch.Tensor, layers: dict[str, int], hop_s: float):
+    """Per-window activations of every unit, and the time of each conv unit's peak inside the window.
+
+    Parameters
+    ----------
+    x : torch.Tensor [shape=(b, n_mels, window_frames)]
+
+    Returns
+    -------
+    A : np.ndarray [shape=(b, n_units)]     max over time (conv) or value (dense, output)
+    peak : np.ndarray [shape=(b, n_units)]  seconds from the window start of the peak (window centre for dense)
+    """
+    acts, _ = Recorder(model, list(layers)).record(x)
+    cols, peaks = [], []
+    centre = x.shape[-1] * hop_s / 2
+    for name in layers:
+        a = acts[name].float()
+        if a.ndim == 3:                                   # (b, C, T)
+            v, i = a.max(dim=-1)
+            stride = model.frame_stride(name)
+            cols.append(v)
+            peaks.append((i.float() * stride + stride / 2) * hop_s)
+        else:                                             # (b, U)
+            cols.append(a)
+            peaks.append(torch.full_like(a, centre))
+    return torch.cat(cols, 1).cpu().numpy(), torch.cat(peaks, 1).cpu().numpy()
+
+
+def _merge(best_v, best_w, best_p, v, w, p, k, largest: bool):
+    """Merge candidates (U, m) into the kept (U, k) lists; ties broken by window index (deterministic)."""
+    V = np.concatenate([best_v, v], 1)
+    W = np.concatenate([best_w, w], 1)
+    P = np.concatenate([best_p, p], 1)
+    key = -V if largest else V
+    key = np.where(W < 0, np.inf, key)                    # empty slots last
+    order = np.lexsort((W, key), axis=1)[:, :k]
+    return (np.take_along_axis(V, order, 1), np.take_along_axis(W, order, 1), np.take_along_axis(P, order, 1))
+
+
+def _song_batches(store: FeatureStore, start_song: int, batch_windows: int):
+    """Consecutive songs grouped so that a song's windows are never split between batches."""
+    wsong = store.windows[:, 0]
+    s = start_song
+    n = store.n_songs
+    while s < n:
+        lo = np.searchsorted(wsong, s)
+        e = s + 1
+        while e < n and np.searchsorted(wsong, e + 1) - lo <= batch_windows:
+            e += 1
+        hi = np.searchsorted(wsong, e)
+        yield s, e, np.arange(lo, hi)
+        s = e
+
+
+def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | None = None, force: bool = False,
+                progress: bool = True) -> dict:
+    """Run every window of every song through the model and build the unit index (resumable)."""
+    from .train import load_model
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws.require("train")
+    cfg = cfg or IndexConfig()
+    done = ws.get_meta("done:index")
+    if done and not force and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
+        return done["summary"]
+    torch.set_grad_enabled(False)
+    store = FeatureStore(ws)
+    model, _ = load_model(ws)
+    layers = layer_sizes(model)
+    U = sum(layers.values())
+    K = model.cfg.n_factors
+    nW = len(store.windows)
+    hop_s = store.cfg.hop_length / store.cfg.sr
+    d = ws.index_dir
+    d.mkdir(parents=True, exist_ok=True)
+    partial_acts, state_path = d / "acts.partial.npy", d / "state.partial.npz"
+    sig = json.dumps([cfg.to_dict(), str(ws.get_meta("done:train"))])
+    st = None
+    if state_path.exists() and partial_acts.exists() and not force:
+        z = np.load(state_path, allow_pickle=False)
+        if str(z["sig"]) == sig:
+            st = {k: z[k] for k in z.files}
+    k = cfg.k
+    if st is None:
+        st = {"next_song": np.array(0), "top_v": np.full((U, k), -np.inf, np.float32),
+              "top_w": np.full((U, k), -1, np.int64), "top_p": np.zeros((U, k), np.float32),
+              "bot_v": np.full((U, k), np.inf, np.float32), "bot_w": np.full((U, k), -1, np.int64),
+              "bot_p": np.zeros((U, k), np.float32), "sum": np.zeros(U), "sumsq": np.zeros(U),
+              "silent": np.zeros(U), "vmin": np.full(U, np.inf), "vmax": np.full(U, -np.inf),
+              "song_sum": np.zeros((store.n_songs, K)), "song_n": np.zeros(store.n_songs)}
+        acts = np.lib.format.open_memmap(partial_acts, mode="w+", dtype=np.float16, shape=(nW, U))
+    else:
+        acts = np.load(partial_acts, mmap_mode="r+")
+        if progress:
+            print(f"index: resuming at song {int(st['next_song'])}")
+    bar = tqdm(total=nW, desc="index", unit="win", disable=not progress)
+    bar.update(int(np.searchsorted(store.windows[:, 0], int(st["next_song"]))))
+    out_lo = U - K
+    for b, (s0, s1, widx) in enumerate(_song_batches(store, int(st["next_song"]), cfg.batch_windows)):
+        if len(widx):
+            x = torch.from_numpy(store.batch(widx))
+            A, P = window_activations(model, x, layers, hop_s)
+            acts[widx] = A.astype(np.float16)
+            st["sum"] += A.sum(0)
+            st["sumsq"] += (A.astype(np.float64) ** 2).sum(0)
+            st["silent"] += (A <= 0).sum(0)
+            st["vmin"] = np.minimum(st["vmin"], A.min(0))
+            st["vmax"] = np.maximum(st["vmax"], A.max(0))
+            songs_b = store.windows[widx, 0]
+            np.add.at(st["song_sum"], songs_b, A[:, out_lo:])
+            np.add.at(st["song_n"], songs_b, 1)
+            # each song's best and least window per unit, then merge into the kept lists
+            useg = np.unique(songs_b, return_index=True)[1]
+            for largest, pre in ((True, "top"), (False, "bot")):
+                red = np.maximum if largest else np.minimum
+                red_v = red.reduceat(A, useg, axis=0)                          # (songs, U)
+                # window achieving it: first window in the song whose value equals the reduced value
+                seg_id = np.repeat(np.arange(len(useg)), np.diff(np.append(useg, len(widx))))
+                hit = A == red_v[seg_id]
+                cand = np.where(hit, np.arange(len(widx))[:, None], len(widx))
+                first = np.minimum.reduceat(cand, useg, axis=0)                # (songs, U) positions in batch
+                wv = widx[first]
+                pv = np.take_along_axis(P, first, 0)
+                st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"] = _merge(
+                    st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"], red_v.T.astype(np.float32), wv.T, pv.T, k,
+                    largest)
+            bar.update(len(widx))
+        st["next_song"] = np.array(s1)
+        if (b + 1) % cfg.checkpoint_every == 0:
+            acts.flush()
+            save_npz(state_path, sig=np.array(sig), **st)
+    bar.close()
+    acts.flush()
+    del acts
+    n = max(nW, 1)
+    mean = st["sum"] / n
+    std = np.sqrt(np.maximum(st["sumsq"] / n - mean ** 2, 0))
+    # histograms over all windows, one chunked pass over the on-disk activations
+    A_all = np.load(partial_acts, mmap_mode="r")
+    lo_e, hi_e = np.where(np.isfinite(st["vmin"]), st["vmin"], 0), np.where(np.isfinite(st["vmax"]), st["vmax"], 1)
+    hi_e = np.where(hi_e > lo_e, hi_e, lo_e + 1e-6)
+    hist = np.zeros((U, N_BINS), np.int64)
+    for i in range(0, nW, 4096):
+        a = np.asarray(A_all[i:i + 4096], dtype=np.float32)
+        bins = np.clip(((a - lo_e) / (hi_e - lo_e) * N_BINS).astype(np.int64), 0, N_BINS - 1)
+        for u0 in range(0, U, 256):
+            np.add.at(hist, (np.broadcast_to(np.arange(u0, min(u0 + 256, U)), bins[:, u0:u0 + 256].shape),
+                             bins[:, u0:u0 + 256]), 1)
+    del A_all
+    top_mean = np.where(st["top_w"] >= 0, st["top_v"], np.nan)
+    strength = np.nanmean(top_mean, 1)
+    selectivity = (strength - mean) / np.maximum(std, 1e-6)
+    song_pred = np.where(st["song_n"][:, None] > 0, st["song_sum"] / np.maximum(st["song_n"][:, None], 1), np.nan)
+    save_npz(d / "units.npz", top_v=st["top_v"], top_w=st["top_w"], top_p=st["top_p"], bot_v=st["bot_v"],
+             bot_w=st["bot_w"], bot_p=st["bot_p"], mean=mean, std=std, sparsity=st["silent"] / n,
+             vmin=st["vmin"], vmax=st["vmax"], hist=hist, strength=strength, selectivity=selectivity)
+    save_npy(d / "song_factors_pred.npy", song_pred.astype(np.float32))
+    save_json(d / "layers.json", {"layers": layers, "k": k, "n_windows": nW})
+    os.replace(partial_acts, d / "acts.npy")
+    state_path.unlink(missing_ok=True)
+    summary = {"units": U, "layers": layers, "windows": nW, "k": k}
+    ws.mark_done("index", {"config": cfg.to_dict(), "summary": summary})
+    return summary
+
+
+class UnitIndex:
+    """Read access to a workspace's unit index (what the page and the CLI use).
+
+    Attributes
+    ----------
+    layers : dict[str, int]   layer name -> number of units, in forward order
+    acts : np.memmap [shape=(n_windows, n_units), float16]   per-window activation of every unit
+    """
+
+    def __init__(self, ws: Workspace):
+        ws.require("index")
+        self.ws = ws
+        d = ws.index_dir
+        meta = json.loads((d / "layers.json").read_text())
+        self.layers: dict[str, int] = meta["layers"]
+        self.k = meta["k"]
+        with np.load(d / "units.npz") as z:
+            self.data = {k: z[k] for k in z.files}
+        self.acts = np.load(d / "acts.npy", mmap_mode="r")
+        self.song_factors = np.load(d / "song_factors_pred.npy")
+        self.store = FeatureStore(ws)
+        self.song_ids = ws.song_ids()
+        self._offset, o = {}, 0
+        for name, n in self.layers.items():
+            self._offset[name] = o
+            o += n
+        self.n_units = o
+
+    def column(self, unit: str | Unit) -> int:
+        u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers)
+        return self._offset[u.layer] + u.index
+
+    def units(self, layer: str | None = None) -> list[str]:
+        return [f"{name}:{i}" for name, n in self.layers.items() if layer in (None, name) for i in range(n)]
+
+    def top(self, unit: str | Unit, n: int = 10, bottom: bool = False) -> list[dict]:
+        """The unit's top (or bottom) clips: dicts with song, window, start/peak times and activation."""
+        c = self.column(unit)
+        pre = "bot" if bottom else "top"
+        out = []
+        W = self.store.cfg.window_frames
+        hop_s = self.store.cfg.hop_length / self.store.cfg.sr
+        for v, w, p in zip(self.data[f"{pre}_v"][c], self.data[f"{pre}_w"][c], self.data[f"{pre}_p"][c]):
+            if w < 0 or len(out) >= n:
+                continue
+            s, st = (int(x) for x in self.store.windows[w])
+            start = st * hop_s
+            out.append({"song_idx": s, "song_id": self.song_ids[s], "window": int(w), "start_s": start,
+                        "end_s": start + W * hop_s, "peak_s": start + float(p), "activation": float(v)})
+        return out
+
+    def stats(self, unit: str | Unit) -> dict:
+        c = self.column(unit)
+        d = self.data
+        edges = np.linspace(d["vmin"][c], max(d["vmax"][c], d["vmin"][c] + 1e-6), N_BINS + 1)
+        return {"mean": float(d["mean"][c]), "std": float(d["std"][c]), "sparsity": float(d["sparsity"][c]),
+                "min": float(d["vmin"][c]), "max": float(d["vmax"][c]), "strength": float(d["strength"][c]),
+                "selectivity": float(d["selectivity"][c]), "hist": d["hist"][c].tolist(),
+                "hist_edges": edges.tolist()}
+
+    def table(self, layer: str | None = None) -> list[dict]:
+        """One row per unit with its sortable statistics."""
+        rows = []
+        for name in self.units(layer):
+            c = self.column(name)
+            rows.append({"unit": name, "strength": float(self.data["strength"][c]),
+                         "selectivity": float(self.data["selectivity"][c]),
+                         "sparsity": float(self.data["sparsity"][c]), "mean": float(self.data["mean"][c])})
+        return rows
+
+    def song_activations(self, song_idx: int) -> np.ndarray:
+        """Per-window activations of one song [shape=(n_windows_of_song, n_units)]."""
+        return np.asarray(self.acts[self.store.song_windows(song_idx)], dtype=np.float32)

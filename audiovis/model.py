@@ -1,0 +1,123 @@
+"""The content model: a Dieleman-style CNN from a log-mel window to a latent-factor vector.
+
+Input  x [shape=(batch, n_mels, n_frames)]  mel bins are channels, convolutions run over time.
+conv_l (Conv1d, 'same' padding, ReLU; max-pool after all but the last) -> global temporal pooling (mean, max, L2)
+-> dense_l (Linear, ReLU, dropout) -> output (Linear, n_factors).
+
+Every layer whose activations are worth hearing is a named child module (``conv1``... ``dense1``... ``output``)
+whose forward output is that activation; see :mod:`audiovis.units`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import _Config
+
+
+@dataclass
+class ModelConfig(_Config):
+    n_mels: int = 128
+    n_frames: int = 129               # 3 s at 22,050 Hz, hop 512
+    channels: tuple = (64, 96, 128)   # conv channels
+    kernel: int = 4
+    pools: tuple = (4, 2)             # max-pool after conv1, conv2, ... (len = len(channels) - 1)
+    dense: tuple = (256,)
+    n_factors: int = 32
+    dropout: float = 0.3
+    normalize_output: bool = False    # unit-normalise the factor vector (Spotify 2014)
+
+
+PRESETS = {
+    # trains on the demo in minutes on 2 CPU cores
+    "small": dict(channels=(64, 96, 128), pools=(4, 2), dense=(256,), dropout=0.3),
+    # Dieleman 2014: 256, 256, 512, 512 channels, pools 4, 2, 2; dense 2048, 2048; for a GPU
+    "paper": dict(channels=(256, 256, 512, 512), pools=(4, 2, 2), dense=(2048, 2048), dropout=0.5),
+}
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, kernel: int):
+        super().__init__()
+        self.pad = ((kernel - 1) // 2, kernel // 2)   # 'same' length for even kernels too
+        self.conv = nn.Conv1d(c_in, c_out, kernel)
+        self.bn = nn.BatchNorm1d(c_out)
+
+    def forward(self, x):                      # (B, C_in, T) -> (B, C_out, T)
+        return F.relu(self.bn(self.conv(F.pad(x, self.pad))))
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out)
+
+    def forward(self, x):                      # (B, d_in) -> (B, d_out)
+        return F.relu(self.linear(x))
+
+
+class AudioCNN(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        assert len(cfg.pools) == len(cfg.channels) - 1, "one pool between each pair of conv layers"
+        self.cfg = cfg
+        # input standardisation per mel bin, fitted on training windows and stored in the checkpoint
+        self.register_buffer("in_mean", torch.zeros(cfg.n_mels, 1))
+        self.register_buffer("in_std", torch.ones(cfg.n_mels, 1))
+        c_in = cfg.n_mels
+        self.conv_names, self.dense_names = [], []
+        for i, c in enumerate(cfg.channels, start=1):
+            self.add_module(f"conv{i}", ConvBlock(c_in, c, cfg.kernel))
+            self.conv_names.append(f"conv{i}")
+            c_in = c
+        d_in = 3 * c_in                        # mean, max and L2 pooling
+        for i, d in enumerate(cfg.dense, start=1):
+            self.add_module(f"dense{i}", DenseBlock(d_in, d))
+            self.dense_names.append(f"dense{i}")
+            d_in = d
+        self.drop = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(d_in, cfg.n_factors)
+
+    def features(self, x):
+        """(B, n_mels, T) -> pooled (B, 3 * C_last)."""
+        h = (x - self.in_mean) / self.in_std
+        for i, name in enumerate(self.conv_names):
+            h = getattr(self, name)(h)         # (B, C_i, T_i)
+            if i < len(self.cfg.pools):
+                h = F.max_pool1d(h, self.cfg.pools[i], ceil_mode=True)  # (B, C_i, ceil(T_i / pool_i))
+        return torch.cat([h.mean(-1), h.amax(-1), torch.sqrt((h ** 2).mean(-1) + 1e-8)], dim=1)
+
+    def forward(self, x):                      # (B, n_mels, T) -> (B, n_factors)
+        h = self.features(x)
+        for name in self.dense_names:
+            h = self.drop(getattr(self, name)(h))
+        y = self.output(h)
+        return F.normalize(y, dim=-1) if self.cfg.normalize_output else y
+
+    def frame_stride(self, layer: str) -> int:
+        """Input frames per time step of a conv layer's output."""
+        i = self.conv_names.index(layer)
+        s = 1
+        for p in self.cfg.pools[:i]:
+            s *= p
+        return s
+
+
+def save_checkpoint(path, model: AudioCNN, extra: dict | None = None) -> None:
+    """A checkpoint stores its config, so any later stage rebuilds the model from the file alone."""
+    from .workspace import atomic_path
+    obj = {"config": model.cfg.to_dict(), "state_dict": model.state_dict(), **(extra or {})}
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[AudioCNN, dict]:
+    """Rebuild a model from a checkpoint (loaded with ``weights_only=True``); returns (model in eval mode, extra)."""
+    obj = torch.load(path, map_location=map_location, weights_only=True)
+    model = AudioCNN(ModelConfig.from_dict(obj["config"]))
+    model.load_state_dict(obj["state_dict"])
+    model.eval()
+    return model, {k: v for k, v in obj.items() if k not in ("config", "state_dict")}

@@ -1,0 +1,200 @@
+"""Training loop: random 3 s crops -> factor vectors, MSE, split by song, early stopping, resumable."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .config import _Config
+from .errors import ParameterError, WorkspaceError
+from .factors import load_factors
+from .features import FeatureStore
+from .model import PRESETS, AudioCNN, ModelConfig, load_checkpoint, save_checkpoint
+from .workspace import Workspace
+
+
+@dataclass
+class TrainConfig(_Config):
+    preset: str = "small"
+    epochs: int = 40
+    steps_per_epoch: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    seed: int = 0
+    device: str = "auto"      # 'auto' uses CUDA when present
+    num_threads: int = 0      # torch CPU threads; 0 = all cores
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def model_config(preset: str, n_factors: int, n_mels: int, n_frames: int) -> ModelConfig:
+    if preset not in PRESETS:
+        raise ParameterError(f"preset {preset!r} is not one of {', '.join(PRESETS)}")
+    return ModelConfig(n_mels=n_mels, n_frames=n_frames, n_factors=n_factors, **PRESETS[preset])
+
+
+class _Crops:
+    """Random crops of whole songs (the paper trains on random 3 s windows)."""
+
+    def __init__(self, store: FeatureStore, songs: np.ndarray, targets: np.ndarray, rng: np.random.Generator):
+        self.store, self.rng = store, rng
+        W = store.cfg.window_frames
+        lengths = np.array([store.n_frames(s) for s in songs])
+        ok = lengths >= W
+        self.songs, self.lengths, self.targets = songs[ok], lengths[ok], targets[ok]
+
+    def sample(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        W = self.store.cfg.window_frames
+        pick = self.rng.integers(0, len(self.songs), size=b)
+        starts = (self.rng.random(b) * (self.lengths[pick] - W + 1)).astype(np.int64)
+        x = np.stack([np.asarray(self.store.logmel[self.store.offsets[s] + st:self.store.offsets[s] + st + W],
+                                 dtype=np.float32).T for s, st in zip(self.songs[pick], starts)])
+        return x, self.targets[pick]
+
+
+@torch.no_grad()
+def predict_windows(model: AudioCNN, store: FeatureStore, windows: np.ndarray, batch_size: int = 256,
+                    device=None) -> np.ndarray:
+    """Model output for windows [shape=(len(windows), n_factors)]."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = []
+    for i in range(0, len(windows), batch_size):
+        x = torch.from_numpy(store.batch(windows[i:i + batch_size])).to(device)
+        out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.n_factors), np.float32)
+
+
+def predict_songs(model: AudioCNN, store: FeatureStore, songs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """A song's predicted factors: the mean over its consecutive windows (NaN without windows)."""
+    song_of = store.windows[:, 0]
+    sel = np.flatnonzero(np.isin(song_of, songs))
+    pred = predict_windows(model, store, sel, batch_size)
+    out = np.full((len(songs), model.cfg.n_factors), np.nan, np.float32)
+    pos = {s: i for i, s in enumerate(songs)}
+    sums = np.zeros_like(out)
+    counts = np.zeros(len(songs))
+    for w, p in zip(sel, pred):
+        i = pos[int(song_of[w])]
+        sums[i] += p
+        counts[i] += 1
+    has = counts > 0
+    out[has] = sums[has] / counts[has, None]
+    return out
+
+
+def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = None, force: bool = False,
+          progress: bool = True) -> dict:
+    """Train the content model on the workspace's features and WMF factors; writes ``model.pt``.
+
+    Resumable: the full training state is saved after every epoch (``train_state.pt``) and picked up by the next
+    run with the same config.
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    ws.require("featurize", "factorize")
+    cfg = cfg or TrainConfig()
+    done = ws.get_meta("done:train")
+    if done and not force and done.get("config") == cfg.to_dict() and ws.model_path.exists():
+        return done["summary"]
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device(cfg.device)
+    store = FeatureStore(ws)
+    fac = load_factors(ws)
+    Y = fac["song_factors"]
+    split = fac["split"]
+    has_win = np.array([store.n_frames(i) >= store.cfg.window_frames for i in range(store.n_songs)])
+    tr = np.flatnonzero((split == "train") & has_win)
+    va = np.flatnonzero((split == "valid") & has_win)
+    if len(tr) < 2 or len(va) < 1:
+        raise WorkspaceError(f"need at least 2 training and 1 validation song with features; have {len(tr)} "
+                             f"and {len(va)}")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    mcfg = model_config(cfg.preset, Y.shape[1], store.cfg.n_mels, store.cfg.window_frames)
+    model = AudioCNN(mcfg)
+    # per-mel-bin standardisation from training songs
+    frames = np.concatenate([np.asarray(store.song(s)[::4], dtype=np.float32) for s in tr])
+    model.in_mean.copy_(torch.from_numpy(frames.mean(0)[:, None]))
+    model.in_std.copy_(torch.from_numpy(frames.std(0)[:, None] + 1e-3))
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    crops = _Crops(store, tr, Y[tr], rng)
+    va_windows = np.flatnonzero(np.isin(store.windows[:, 0], va))
+    va_targets = torch.from_numpy(Y[store.windows[va_windows, 0]])
+    state_path = ws.path / "train_state.pt"
+    start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
+    if state_path.exists() and not force:
+        st = torch.load(state_path, map_location=device, weights_only=True)
+        if st.get("config") == cfg.to_dict():
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            start_epoch, best, best_epoch = st["epoch"] + 1, st["best"], st["best_epoch"]
+            history, best_state = st["history"], st["best_state"]
+            torch.set_rng_state(st["torch_rng"])
+            rng.bit_generator.state = st["np_rng"]
+            if progress:
+                print(f"train: resuming after epoch {st['epoch'] + 1}")
+    t0 = time.time()
+    n_seen = 0
+    for epoch in range(start_epoch, cfg.epochs):
+        if epoch - best_epoch > cfg.patience and best_epoch >= 0:
+            break
+        model.train()
+        bar = tqdm(range(cfg.steps_per_epoch), desc=f"train epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        tl = 0.0
+        for _ in bar:
+            x, y = crops.sample(cfg.batch_size)
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+            loss = F.mse_loss(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tl += loss.item()
+            n_seen += len(x)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        pred = torch.from_numpy(predict_windows(model, store, va_windows))
+        vl = F.mse_loss(pred, va_targets).item()
+        history.append({"epoch": epoch + 1, "train_mse": tl / cfg.steps_per_epoch, "valid_mse": vl})
+        if vl < best:
+            best, best_epoch = vl, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        if progress:
+            print(f"train: epoch {epoch + 1:3d}  train mse {tl / cfg.steps_per_epoch:.4f}  valid mse {vl:.4f}"
+                  + ("  *" if best_epoch == epoch else ""))
+        st = {"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
+              "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state,
+              "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state}
+        from .workspace import atomic_path
+        with atomic_path(state_path, suffix=".pt") as tmp:
+            torch.save(st, tmp)
+    model.load_state_dict(best_state)
+    model.cpu().eval()
+    summary = {"best_valid_mse": best, "best_epoch": best_epoch + 1, "epochs_run": len(history),
+               "train_songs": len(tr), "valid_songs": len(va), "device": str(device),
+               "windows_per_s": n_seen / max(time.time() - t0, 1e-9), "seconds": time.time() - t0,
+               "params": sum(p.numel() for p in model.parameters())}
+    save_checkpoint(ws.model_path, model, {"train": cfg.to_dict(), "feature": store.cfg.to_dict(),
+                                           "history": history, "summary": summary})
+    state_path.unlink(missing_ok=True)
+    ws.clear_done("evaluate", "index")
+    ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary})
+    return summary
+
+
+def load_model(ws: Workspace):
+    ws.require("train")
+    return load_checkpoint(ws.model_path)

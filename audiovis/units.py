@@ -1,0 +1,42 @@
+"""Unit names: ``"layer:unit"`` strings such as ``"conv2:17"``, ``"dense1:3"``, ``"output:0"``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ParameterError
+
+
+@dataclass(frozen=True)
+class Unit:
+    layer: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.layer}:{self.index}"
+
+
+def parse_unit(name: str, layers: dict[str, int] | None = None) -> Unit:
+    """Parse ``"conv2:17"``; with ``layers`` ({name: n_units}) also check the layer and range."""
+    try:
+        layer, idx = str(name).strip().split(":")
+        unit = Unit(layer.strip(), int(idx))
+    except ValueError:
+        raise ParameterError(f"unit name {name!r} is not of the form 'layer:index', e.g. 'conv2:17'") from None
+    if layers is not None:
+        if unit.layer not in layers:
+            raise ParameterError(f"unit {name!r}: no layer {unit.layer!r}; layers are {', '.join(layers)}")
+        if not 0 <= unit.index < layers[unit.layer]:
+            raise ParameterError(f"unit {name!r}: index {unit.index} out of range; "
+                                 f"layer {unit.layer!r} has units 0..{layers[unit.layer] - 1}")
+    return unit
+
+
+def layer_sizes(model) -> dict[str, int]:
+    """{layer name: number of units} in forward order, for every layer audiovis records."""
+    out = {}
+    for name in model.conv_names:
+        out[name] = model.cfg.channels[model.conv_names.index(name)]
+    for name in model.dense_names:
+        out[name] = model.cfg.dense[model.dense_names.index(name)]
+    out["output"] = model.cfg.n_factors
+    return out

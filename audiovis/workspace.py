@@ -1,0 +1,259 @@
+"""The workspace folder: one embedded database, memory-mapped arrays, checkpoints.
+
+Layout::
+
+    WS/catalog.sqlite        songs, users, plays, labels, segments, report, meta
+    WS/factors.npz           WMF factors (train-only fit and the upper-bound fit)
+    WS/features/             logmel.npy [shape=(frames, n_mels)] float16, offsets.npy, windows.npy
+    WS/model.pt              best checkpoint (config + weights); train_state.pt while training
+    WS/evaluation.json/.md   cold-start evaluation
+    WS/index/                per-unit top/bottom-k, statistics, per-window activations
+
+Every artifact is written to a temporary name in the same folder and renamed into place, so a killed run
+never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import WorkspaceError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS songs (
+    idx INTEGER PRIMARY KEY,
+    song_id TEXT UNIQUE NOT NULL,
+    path TEXT NOT NULL,
+    duration REAL,
+    sr INTEGER,
+    channels INTEGER,
+    status TEXT NOT NULL DEFAULT 'ok',
+    reason TEXT,
+    split TEXT
+);
+CREATE TABLE IF NOT EXISTS users (idx INTEGER PRIMARY KEY, user_id TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS plays (
+    user_idx INTEGER NOT NULL, song_idx INTEGER NOT NULL, plays REAL NOT NULL,
+    PRIMARY KEY (user_idx, song_idx)
+);
+CREATE TABLE IF NOT EXISTS labels (song_id TEXT NOT NULL, concept TEXT NOT NULL, value TEXT,
+    PRIMARY KEY (song_id, concept));
+CREATE TABLE IF NOT EXISTS segments (song_id TEXT NOT NULL, start_s REAL, end_s REAL, concept TEXT, value TEXT);
+CREATE TABLE IF NOT EXISTS report (stage TEXT NOT NULL, item TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array atomically."""
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write several arrays atomically into one ``.npz``."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
+
+
+def save_json(path: str | os.PathLike, obj) -> None:
+    with atomic_path(path, suffix=".json") as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+
+
+def save_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class Workspace:
+    """A workspace folder. Cheap to open; arrays are memory-mapped on first use.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder. Created by :func:`audiovis.catalog.ingest`; other stages need it to exist.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path).expanduser().resolve()
+        self._db: sqlite3.Connection | None = None
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def db_path(self) -> Path:
+        return self.path / "catalog.sqlite"
+
+    @property
+    def features_dir(self) -> Path:
+        return self.path / "features"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.path / "index"
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.pt"
+
+    @property
+    def factors_path(self) -> Path:
+        return self.path / "factors.npz"
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    def require(self, *stages: str) -> None:
+        """Raise a clear error when a stage this step depends on has not been run."""
+        if not self.exists():
+            raise WorkspaceError(
+                f"no workspace at '{self.path}': run `audiovis ingest --workspace {self.path} ...` first")
+        for stage in stages:
+            if self.get_meta(f"done:{stage}") is None:
+                raise WorkspaceError(
+                    f"workspace '{self.path}' has no '{stage}' stage yet: "
+                    f"run `audiovis {stage} --workspace {self.path}` first")
+
+    # ----------------------------------------------------------------- database
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def get_meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, key: str, value) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
+                            (key, json.dumps(value, default=_json_default)))
+
+    def mark_done(self, stage: str, info: dict | None = None) -> None:
+        self.set_meta(f"done:{stage}", info or {})
+
+    def clear_done(self, *stages: str) -> None:
+        with self.db:
+            for s in stages:
+                self.db.execute("DELETE FROM meta WHERE key=?", (f"done:{s}",))
+
+    def report(self, stage: str | None = None) -> list[tuple[str, str, str]]:
+        """Problems found so far: (stage, item, reason) rows."""
+        q = "SELECT stage, item, reason FROM report"
+        args: tuple = ()
+        if stage:
+            q += " WHERE stage=?"
+            args = (stage,)
+        return list(self.db.execute(q, args))
+
+    # ----------------------------------------------------------------- catalogue
+    @property
+    def n_songs(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM songs").fetchone()[0]
+
+    @property
+    def n_users(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+
+    def songs(self) -> list[dict]:
+        """Every song as a dict (idx, song_id, path, duration, sr, channels, status, reason, split)."""
+        cur = self.db.execute("SELECT idx, song_id, path, duration, sr, channels, status, reason, split "
+                              "FROM songs ORDER BY idx")
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, r)) for r in cur]
+
+    def song_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT song_id FROM songs ORDER BY idx")]
+
+    def user_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT user_id FROM users ORDER BY idx")]
+
+    def song_index(self, song_id: str) -> int:
+        row = self.db.execute("SELECT idx FROM songs WHERE song_id=?", (song_id,)).fetchone()
+        if row is None:
+            raise WorkspaceError(f"song '{song_id}' is not in workspace '{self.path}'")
+        return row[0]
+
+    def splits(self) -> np.ndarray:
+        """Split of every song: 'train', 'valid', 'test' or 'none' (no plays / unusable) [shape=(n_songs,)]."""
+        return np.array([r[0] or "none" for r in self.db.execute("SELECT split FROM songs ORDER BY idx")],
+                        dtype=object)
+
+    def play_matrix(self):
+        """Plays as a CSR matrix [shape=(n_users, n_songs)]."""
+        import scipy.sparse as sp
+        rows = np.array(self.db.execute("SELECT user_idx, song_idx, plays FROM plays").fetchall(), dtype=np.float64)
+        if rows.size == 0:
+            return sp.csr_matrix((self.n_users, self.n_songs), dtype=np.float32)
+        return sp.csr_matrix((rows[:, 2].astype(np.float32), (rows[:, 0].astype(np.int64),
+                                                                rows[:, 1].astype(np.int64))),
+                             shape=(self.n_users, self.n_songs))
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        """Song-level ground truth: {song_id: {concept: value}} (empty without ground truth)."""
+        out: dict[str, dict[str, str]] = {}
+        for sid, concept, value in self.db.execute("SELECT song_id, concept, value FROM labels"):
+            out.setdefault(sid, {})[concept] = value
+        return out
+
+    def segments(self, song_id: str | None = None) -> list[dict]:
+        q = "SELECT song_id, start_s, end_s, concept, value FROM segments"
+        args: tuple = ()
+        if song_id is not None:
+            q += " WHERE song_id=?"
+            args = (song_id,)
+        q += " ORDER BY song_id, concept, start_s"
+        return [dict(zip(("song_id", "start_s", "end_s", "concept", "value"), r)) for r in self.db.execute(q, args)]
+
+    @property
+    def has_labels(self) -> bool:
+        return self.db.execute("SELECT 1 FROM labels LIMIT 1").fetchone() is not None
+
+    def resolve_audio(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else self.path / p
+
+    def __repr__(self) -> str:
+        return f"Workspace('{self.path}')"
