@@ -208,9 +208,10 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
             continue
         play_rows.append((users.setdefault(u, len(users)), song_idx[s], n))
     if not play_rows:
+        why = f"; {len(problems)} songs were skipped, e.g. {problems[0][0]}: {problems[0][1]}" if problems else ""
         raise DataError(f"no row of the listening log '{plays}' names a usable song: "
-                        f"{len(log.counts)} user-song pairs, {len(songs)} usable songs; check that the log's "
-                        f"song ids match the manifest or the file names")
+                        f"{len(log.counts)} user-song pairs, {len(songs)} usable songs{why}; check that the "
+                        f"log's song ids match the manifest or the file names")
     label_map = read_labels(labels) if labels else {}
     seg_rows = read_segments(segments) if segments else []
 

@@ -37,7 +37,7 @@ def _stage_opts(p):
     g.add_argument("--window-s", type=float, default=3.0, help="window length in seconds")
     g.add_argument("--jobs", type=int, default=None, help="featurize processes (default: all cores)")
     g.add_argument("--preset", default="small", choices=["small", "paper"], help="model size")
-    g.add_argument("--epochs", type=int, default=40)
+    g.add_argument("--epochs", type=int, default=60)
     g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("-k", type=int, default=20, help="clips kept per unit in the index")
@@ -79,6 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p = sub.add_parser("report", help="problems found in the inputs, per stage")
     _ws_arg(p)
+    p = sub.add_parser("embed", help="predicted latent factors of new songs (cold start)")
+    _ws_arg(p)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--out", help="write .json, .csv or .npy (default: JSON on stdout)")
+    p.add_argument("--per-window", action="store_true", help="also every window's factors")
+    p = sub.add_parser("recommend", help="similar songs, likely listeners and active units of a new song")
+    _ws_arg(p)
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-k", type=int, default=10, help="similar songs")
+    p.add_argument("--users", type=int, default=10, help="likely listeners")
+    p.add_argument("--units", type=int, default=10, help="most active units")
+    p.add_argument("--json", action="store_true", help="JSON for programs instead of tables")
+    p = sub.add_parser("add", help="add new songs to a workspace without retraining")
+    _ws_arg(p)
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--id", dest="ids", action="append", help="song id per file, in order (default: file stem)")
+    from .visualise.cli import add_parsers as _add_visualise_parsers  # filters, dream, auralise, backward, dissect
+    _add_visualise_parsers(sub, _ws_arg)
     return ap
 
 
@@ -145,7 +163,35 @@ def _dispatch(a) -> int:
     elif a.cmd == "report":
         ws.require("ingest")
         _print_report(ws, None, limit=None)
+    elif a.cmd in ("filters", "dream", "auralise", "backward", "dissect"):
+        from .visualise.cli import run as _run_visualise
+        return _run_visualise(ws, a)
+    elif a.cmd in ("embed", "recommend", "add"):
+        return _coldstart(ws, a)
     return 0
+
+
+def _coldstart(ws, a) -> int:
+    from . import coldstart as cs
+    eng = cs.get_engine(ws)
+    if a.cmd == "embed":
+        embs, failed = eng.embed(a.files)
+        text = cs.write_embeddings(embs, a.out, per_window=a.per_window)
+        if text is not None:
+            print(text)
+        elif embs:
+            print(f"wrote {len(embs)} embedding(s) to {a.out}", file=sys.stderr)
+    elif a.cmd == "recommend":
+        rec = cs.recommendation_json(eng.recommend(a.file, k=a.k, n_users=a.users, n_units=a.units))
+        print(json.dumps(rec, indent=2) if a.json else cs.format_recommendation(rec))
+        failed = []
+    else:
+        out = eng.add(a.files, song_ids=a.ids)
+        _print(out["added"])
+        failed = out["failed"]
+    for f in failed:
+        print(f"audiovis: error: {f['reason']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _finish(ws, out):

@@ -135,6 +135,8 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         L, _names = one_hot_labels(labels, ids)
         pred, lam = ridge_fit_predict(L[tr], Y[tr], L[va], Y[va], L[te])
         m["audible_oracle"] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
+    pop = np.log1p(np.asarray((R > 0).sum(axis=0)).ravel()[te])
+    m["popularity"] = cold_start_metrics(np.ones((len(X), 1)), pop[:, None], P, k)
     m["upper_bound"] = cold_start_metrics(fac["user_factors_full"], fac["song_factors_full"][te], P, k)
     lo, hi = m["random"]["auc"], m["upper_bound"]["auc"]
     for v in m.values():
@@ -149,7 +151,8 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
 
 
 NAMES = {"random": "random", "mfcc_linear": "linear regression on MFCC statistics", "cnn": "CNN (audiovis)",
-         "audible_oracle": "audible oracle (true concept labels, linear)", "upper_bound": "upper bound (WMF with plays)"}
+         "audible_oracle": "audible oracle (true concept labels, linear)",
+         "popularity": "popularity of the held-out songs (uses their plays)", "upper_bound": "upper bound (WMF with plays)"}
 
 
 def markdown_table(results: dict) -> str:

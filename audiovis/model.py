@@ -67,6 +67,9 @@ class AudioCNN(nn.Module):
         # input standardisation per mel bin, fitted on training windows and stored in the checkpoint
         self.register_buffer("in_mean", torch.zeros(cfg.n_mels, 1))
         self.register_buffer("in_std", torch.ones(cfg.n_mels, 1))
+        # target standardisation: the output layer predicts standardised factors, forward() returns raw factors
+        self.register_buffer("out_mean", torch.zeros(cfg.n_factors))
+        self.register_buffer("out_std", torch.ones(cfg.n_factors))
         c_in = cfg.n_mels
         self.conv_names, self.dense_names = [], []
         for i, c in enumerate(cfg.channels, start=1):
@@ -94,7 +97,7 @@ class AudioCNN(nn.Module):
         h = self.features(x)
         for name in self.dense_names:
             h = self.drop(getattr(self, name)(h))
-        y = self.output(h)
+        y = self.output(h) * self.out_std + self.out_mean
         return F.normalize(y, dim=-1) if self.cfg.normalize_output else y
 
     def frame_stride(self, layer: str) -> int:
@@ -118,6 +121,8 @@ def load_checkpoint(path, map_location="cpu") -> tuple[AudioCNN, dict]:
     """Rebuild a model from a checkpoint (loaded with ``weights_only=True``); returns (model in eval mode, extra)."""
     obj = torch.load(path, map_location=map_location, weights_only=True)
     model = AudioCNN(ModelConfig.from_dict(obj["config"]))
-    model.load_state_dict(obj["state_dict"])
+    state = dict(model.state_dict())       # buffers added after a checkpoint was written keep their defaults
+    state.update(obj["state_dict"])
+    model.load_state_dict(state)
     model.eval()
     return model, {k: v for k, v in obj.items() if k not in ("config", "state_dict")}

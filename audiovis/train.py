@@ -22,15 +22,17 @@ from .workspace import Workspace
 @dataclass
 class TrainConfig(_Config):
     preset: str = "small"
-    epochs: int = 40
+    epochs: int = 60
     steps_per_epoch: int = 60
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    patience: int = 6
+    patience: int = 10
     seed: int = 0
     device: str = "auto"      # 'auto' uses CUDA when present
     num_threads: int = 0      # torch CPU threads; 0 = all cores
+    mixup: float = 0.0        # Beta(a, a) mixing of two crops in the power domain, targets mixed alike; 0 = off
+    gain_db: float = 0.0      # random gain of +-gain_db per crop
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -95,6 +97,20 @@ def predict_songs(model: AudioCNN, store: FeatureStore, songs: np.ndarray, batch
     return out
 
 
+def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
+    """Gain and mixup on a batch of log-mel crops [shape=(b, n_mels, t)] in dB with targets [shape=(b, f)]."""
+    if cfg.gain_db:
+        x = x + rng.uniform(-cfg.gain_db, cfg.gain_db, size=(len(x), 1, 1)).astype(np.float32)
+    if cfg.mixup:
+        lam = rng.beta(cfg.mixup, cfg.mixup, size=len(x)).astype(np.float32)
+        lam = np.maximum(lam, 1 - lam)                       # the first crop dominates
+        j = rng.permutation(len(x))
+        p = lam[:, None, None] * 10 ** (x / 10) + (1 - lam[:, None, None]) * 10 ** (x[j] / 10)
+        x = (10 * np.log10(np.maximum(p, 1e-10))).astype(np.float32)
+        y = lam[:, None] * y + (1 - lam[:, None]) * y[j]
+    return x, y
+
+
 def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = None, force: bool = False,
           progress: bool = True) -> dict:
     """Train the content model on the workspace's features and WMF factors; writes ``model.pt``.
@@ -129,6 +145,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     frames = np.concatenate([np.asarray(store.song(s)[::4], dtype=np.float32) for s in tr])
     model.in_mean.copy_(torch.from_numpy(frames.mean(0)[:, None]))
     model.in_std.copy_(torch.from_numpy(frames.std(0)[:, None] + 1e-3))
+    model.out_mean.copy_(torch.from_numpy(Y[tr].mean(0)))
+    model.out_std.copy_(torch.from_numpy(Y[tr].std(0) + 1e-6))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     crops = _Crops(store, tr, Y[tr], rng)
@@ -158,8 +176,9 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         tl = 0.0
         for _ in bar:
             x, y = crops.sample(cfg.batch_size)
+            x, y = augment(x, y, cfg, rng)
             x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            loss = F.mse_loss(model(x), y)
+            loss = F.mse_loss((model(x) - y) / model.out_std, torch.zeros_like(y))  # MSE in standardised units
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -167,7 +186,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             n_seen += len(x)
             bar.set_postfix(loss=f"{loss.item():.4f}")
         pred = torch.from_numpy(predict_windows(model, store, va_windows))
-        vl = F.mse_loss(pred, va_targets).item()
+        vl = F.mse_loss((pred - va_targets) / model.out_std.cpu(), torch.zeros_like(pred)).item()
         history.append({"epoch": epoch + 1, "train_mse": tl / cfg.steps_per_epoch, "valid_mse": vl})
         if vl < best:
             best, best_epoch = vl, epoch

@@ -339,7 +339,7 @@ def render(job):
 # --------------------------------------------------------------------------
 LISTENER = dict(
     n_users=1500,
-    concept_weight=dict(groove=1.0, lead=0.9, tempo_class=0.35, mode=0.3, density=0.3),
+    concept_weight=dict(groove=1.0, lead=0.9, tempo_class=0.6, mode=0.5, density=0.4),
     dirichlet_alpha=dict(groove=0.25, lead=0.3, tempo_class=1.0, mode=1.0, density=1.0),
     n_artists=40,                # invisible artists; songs assigned at random
     hidden_dim=8,                # dimension of the invisible taste space
@@ -347,8 +347,8 @@ LISTENER = dict(
     song_spread=0.5,             # std of per-song deviation from its artist
     invisible_share=0.30,        # target Var(invisible)/Var(audible+invisible)
     noise_std=0.7,               # iid N(0, s^2) added to the standardised affinity
-    hype_std=1.6,                # log-popularity (lognormal popularity) of songs
-    temperature=0.8,             # softmax temperature of the song choice
+    hype_std=0.8,                # log-popularity (lognormal popularity) of songs
+    temperature=0.6,             # softmax temperature of the song choice
     listens_lognorm=(3.7, 0.8),  # log-normal (mu, sigma) of distinct songs / user
     listens_clip=(5, 250),
     plays_mu=0.2, plays_affinity=0.5, plays_sigma=0.6,  # Poisson-lognormal counts

@@ -1,0 +1,62 @@
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiovis.catalog import ingest, read_labels, read_manifest
+from audiovis.errors import DataError, ParameterError
+from audiovis.workspace import Workspace
+
+
+def test_ingest_counts_and_reports(corpus, tmp_path):
+    audio = tmp_path / "audio"
+    shutil.copytree(corpus["audio_dir"], audio)
+    (audio / "broken.mp3").write_text("not audio")
+    (audio / "empty.wav").write_bytes(b"")
+    plays = tmp_path / "plays.tsv"
+    plays.write_text(corpus["plays"].read_text() + "userX\tnosuchsong\t3\nuserY\tsong000\t-2\n")
+    s = ingest(tmp_path / "ws", audio, plays, progress=False)
+    assert s["songs"] == 30
+    assert s["unknown_song_pairs"] == 1 and s["log_problems"] == {"negative play count": 1}
+    ws = Workspace(tmp_path / "ws")
+    reasons = {item: reason for _, item, reason in ws.report("ingest")}
+    assert "not a readable audio file" in reasons["broken"]
+    assert "is empty" in reasons["empty"]
+    assert any("unknown or unusable song id" in r for r in reasons.values())
+    # second run with the same inputs is a no-op returning the same summary
+    assert ingest(tmp_path / "ws", audio, plays, progress=False) == s
+
+
+def test_labels_skip_numeric_and_file_columns(tmp_path):
+    p = tmp_path / "labels.csv"
+    p.write_text("song_id,file,groove,bpm\na,a.wav,swing,120\nb,b.wav,polka,90\n")
+    assert read_labels(p) == {"a": {"groove": "swing"}, "b": {"groove": "polka"}}
+
+
+def test_manifest_cannot_escape_root(tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    sf.write(tmp_path / "outside.wav", np.zeros(10, np.float32), 22050)
+    m = tmp_path / "m.csv"
+    m.write_text("song_id,file\nx,../outside.wav\ny,inside.wav\ny,again.wav\n")
+    mapping, problems = read_manifest(m, root)
+    assert list(mapping) == ["y"]
+    msgs = dict(problems)
+    assert "points outside the library root" in msgs["x"] and "--allow-outside" in msgs["x"]
+    assert "duplicate song id" in msgs["y"]
+    mapping, _ = read_manifest(m, root, allow_outside=True)
+    assert "x" in mapping
+
+
+def test_bad_inputs(tmp_path, corpus):
+    with pytest.raises(ParameterError, match="audio folder '.*nope' does not exist"):
+        ingest(tmp_path / "ws", tmp_path / "nope", corpus["plays"])
+    plays = tmp_path / "p.tsv"
+    plays.write_text("u\tunknown\t1\n")
+    with pytest.raises(DataError, match="no row of the listening log .* names a usable song"):
+        ingest(tmp_path / "ws", corpus["audio_dir"], plays, progress=False)
+    m = tmp_path / "m.csv"
+    m.write_text("name,where\n")
+    with pytest.raises(DataError, match="needs a song id column"):
+        read_manifest(m, tmp_path)

@@ -1,0 +1,29 @@
+import torch
+
+from audiovis.model import PRESETS, AudioCNN, ModelConfig, load_checkpoint, save_checkpoint
+from audiovis.units import layer_sizes
+
+
+def test_shapes_and_layers():
+    m = AudioCNN(ModelConfig(n_factors=7))
+    x = torch.randn(3, 128, 129)
+    assert m(x).shape == (3, 7)
+    assert layer_sizes(m) == {"conv1": 64, "conv2": 96, "conv3": 128, "dense1": 256, "output": 7}
+    assert m.frame_stride("conv1") == 1 and m.frame_stride("conv3") == 8
+
+
+def test_paper_preset_builds():
+    m = AudioCNN(ModelConfig(n_factors=40, **PRESETS["paper"]))
+    assert m(torch.randn(1, 128, 599)).shape == (1, 40)
+    assert list(layer_sizes(m)) == ["conv1", "conv2", "conv3", "conv4", "dense1", "dense2", "output"]
+
+
+def test_checkpoint_roundtrip_rebuilds_from_file(tmp_path):
+    torch.manual_seed(0)
+    m = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3)).eval()
+    m.out_std.fill_(2.0)
+    save_checkpoint(tmp_path / "m.pt", m, {"note": "x"})
+    m2, extra = load_checkpoint(tmp_path / "m.pt")
+    x = torch.randn(2, 128, 129)
+    torch.testing.assert_close(m(x), m2(x))
+    assert extra == {"note": "x"} and m2.cfg.channels == (8, 8)
