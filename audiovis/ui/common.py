@@ -1,0 +1,133 @@
+"""Shared Streamlit helpers for the page's views: cached loaders, the clip player, unit links.
+
+Every view takes the workspace path as a string; loaders are cached per resolved path and per index build, so
+a rebuilt workspace is reloaded.
+
+Examples
+--------
+>>> from audiovis.ui.common import get_index, get_model, clip_player, unit_link
+>>> index = get_index(ws_path)                    # UnitIndex (st.cache_resource)
+>>> st.markdown(f"[conv2:17]({unit_link('conv2:17', ws_path)})")
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlencode
+
+import streamlit as st
+
+from ..explore import ClipView, Explorer, HeatMap, render_heatmap, render_histogram, workspace_state
+from ..workspace import Workspace
+
+DEFAULT_WS = "workspaces/demo"
+
+
+def default_workspace() -> str:
+    """``$AUDIOVIS_WORKSPACE``, else ``workspaces/demo``."""
+    return os.environ.get("AUDIOVIS_WORKSPACE") or DEFAULT_WS
+
+
+def _stamp(ws_path: str) -> str:
+    """Changes when the index is rebuilt (cache key)."""
+    p = Path(ws_path) / "index" / "units.npz"
+    d = Path(ws_path) / "index" / "dissection.json"
+    parts = [p.stat().st_mtime_ns if p.exists() else 0, d.stat().st_mtime_ns if d.exists() else 0]
+    return ":".join(map(str, parts))
+
+
+@st.cache_resource(show_spinner="Loading the model and the unit index...", max_entries=4)
+def _explorer(ws_path: str, stamp: str) -> Explorer:
+    import torch
+    torch.set_grad_enabled(False)
+    # one small forward per view: a single intra-op thread is ~8x faster than two on a busy 2-core machine
+    torch.set_num_threads(int(os.environ.get("AUDIOVIS_TORCH_THREADS", "1")))
+    return Explorer(ws_path)
+
+
+def get_explorer(ws_path: str) -> Explorer:
+    """The :class:`~audiovis.explore.Explorer` of a finished workspace (cached, one per workspace)."""
+    ws_path = str(Workspace(ws_path).path)
+    return _explorer(ws_path, _stamp(ws_path))
+
+
+def get_index(ws_path: str):
+    """The workspace's :class:`~audiovis.index.UnitIndex` (cached)."""
+    return get_explorer(ws_path).index
+
+
+def get_model(ws_path: str):
+    """The workspace's trained model in eval mode (cached)."""
+    return get_explorer(ws_path).model
+
+
+def ws_state(ws_path: str) -> tuple[str, str]:
+    """('ready' | 'missing' | 'incomplete', message for the empty state)."""
+    return workspace_state(ws_path)
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def encoded_clip(ws_path: str, song_idx: int, start_s: float, end_s: float, fmt: str = "ogg") -> tuple[bytes, str]:
+    """A span of a song from its original file, encoded once (OGG Vorbis by default) and cached."""
+    c = get_explorer(ws_path).clip_audio(song_idx, start_s, end_s, fmt)
+    return c.data, c.mime
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def unit_view_data(ws_path: str, unit: str, n: int = 10, bottom: bool = False, stamp: str = "") -> list[ClipView]:
+    """Clips of a unit view with pictures and labels, and their encoded audio (each clip cached on its own)."""
+    ex = get_explorer(ws_path)
+    rows = ex.unit_view(unit, n=n, bottom=bottom, audio=False)
+    for r in rows:
+        r.audio, r.mime = encoded_clip(ws_path, r.song_idx, r.start_s, r.end_s)
+    return rows
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def unit_table(ws_path: str, layer: str | None, sort: str = "strength", query: str = "", stamp: str = "") -> list[dict]:
+    return get_explorer(ws_path).unit_table(layer, sort=sort, query=query)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def heatmap(ws_path: str, layer: str, stamp: str = "") -> tuple[HeatMap, bytes]:
+    hm = get_explorer(ws_path).heatmap(layer)
+    return hm, render_heatmap(hm)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def histogram_png(ws_path: str, unit: str, stamp: str = "") -> bytes:
+    s = get_explorer(ws_path).unit_stats(unit)
+    return render_histogram(s["hist"], s["hist_edges"])
+
+
+def clip_player(data: bytes, mime: str = "audio/ogg") -> None:
+    """An audio player for encoded bytes (plays exactly them: no peak normalisation, no rounding of times)."""
+    st.audio(data, format=mime)
+
+
+def unit_link(unit: str, ws_path: str | None = None, n: int = 10, bottom: bool = False) -> str:
+    """A relative URL (query string) that opens a unit view, e.g. ``?ws=...&view=unit&unit=conv2%3A17&n=10``."""
+    q = {}
+    if ws_path:
+        q["ws"] = str(ws_path)
+    q.update({"view": "unit", "unit": str(unit), "n": int(n), "bottom": int(bool(bottom))})
+    return "?" + urlencode(q)
+
+
+def song_link(song_id: str, ws_path: str | None = None, layer: str | None = None) -> str:
+    q = {"ws": str(ws_path)} if ws_path else {}
+    q.update({"view": "song", "song": song_id})
+    if layer:
+        q["layer"] = layer
+    return "?" + urlencode(q)
+
+
+def goto(**state) -> None:
+    """Navigate inside the page: the values are applied to the widgets at the start of the next run."""
+    st.session_state["_goto"] = state
+    st.rerun()
+
+
+def format_labels(labels: dict) -> str:
+    """'groove=rock · lead=none→flute · ...' for a clip's ground truth."""
+    return " · ".join(f"{c}={v}" for c, v in labels.items())

@@ -1,0 +1,108 @@
+"""Page data without Streamlit (audiovis.explore) on the built fixture workspace."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from audiovis.errors import ParameterError
+from audiovis.explore import Explorer, clip_labels, text_matches, workspace_state
+
+
+@pytest.fixture(scope="module")
+def ex(built_ws):
+    return Explorer(built_ws[0])
+
+
+def test_text_matches_loosely():
+    assert text_matches("distorted guitar", ["lead=distortion_guitar"])
+    assert text_matches("Tenor Sax", ["lead=tenor_sax"])
+    assert text_matches("", ["anything"])
+    assert not text_matches("flute", ["lead=distortion_guitar"])
+    assert not text_matches("distorted violin", ["lead=distortion_guitar"])
+
+
+def test_clip_labels_use_segments():
+    segs = [{"concept": "lead", "start_s": 0.0, "end_s": 5.0, "value": "none"},
+            {"concept": "lead", "start_s": 5.0, "end_s": 20.0, "value": "flute"}]
+    song = {"lead": "flute", "groove": "rock"}
+    assert clip_labels(song, segs, 1.0, 4.0) == {"lead": "none", "groove": "rock"}
+    assert clip_labels(song, segs, 8.0, 11.0)["lead"] == "flute"
+    assert clip_labels(song, segs, 4.0, 7.0)["lead"] == "none→flute"
+    assert clip_labels(song, [], 1.0, 4.0) == song
+
+
+def test_unit_table_sort_and_search(ex):
+    rows = ex.unit_table("conv1", sort="selectivity")
+    assert len(rows) == ex.layers["conv1"]
+    sel = [r["selectivity"] for r in rows]
+    assert sel == sorted(sel, reverse=True)
+    sp = [r["sparsity"] for r in ex.unit_table("conv2", sort="sparsity")]
+    assert sp == sorted(sp, reverse=True)
+    assert [r["unit"] for r in ex.unit_table(None, query="output:3")] == ["output:3"]
+    with pytest.raises(ParameterError, match="sort key 'loudness' is not one of"):
+        ex.unit_table("conv1", sort="loudness")
+    with pytest.raises(ParameterError, match="no layer 'conv9'"):
+        ex.unit_table("conv9")
+
+
+def test_unit_view_clips(ex):
+    rows = ex.unit_view("conv1:0", n=3)
+    top = ex.index.top("conv1:0", n=3)
+    assert [r.song_id for r in rows] == [t["song_id"] for t in top]
+    for r in rows:
+        assert r.end_s - r.start_s == pytest.approx(3.0, abs=1e-6)
+        assert r.start_s <= r.peak_s <= r.end_s
+        y, sr = sf.read(io.BytesIO(r.audio))
+        assert r.mime == "audio/ogg" and sr == 22050
+        assert len(y) == pytest.approx(3.0 * sr, abs=2)
+        assert r.image[:2] == b"\xff\xd8"                               # JPEG
+        # conv1 has no pooling before it: the curve reproduces the index's activation at the peak
+        assert r.curve_max == pytest.approx(r.activation, rel=0.05, abs=0.02)
+    assert len(ex.unit_view("output:1", n=2, bottom=True, audio=False)) == 2
+    with pytest.raises(ParameterError, match="n must be between 1 and"):
+        ex.unit_view("conv1:0", n=0)
+    with pytest.raises(ParameterError, match="no layer 'conv7'"):
+        ex.unit_view("conv7:0")
+
+
+def test_activation_curve_conv_and_dense(ex):
+    t, v = ex.activation_curve("conv2:1", 0, 1.0, 4.0)
+    assert len(t) == len(v) > 50 and t[0] >= 1.0 - 0.05 and t[-1] <= 4.0 + 0.05
+    t, v = ex.activation_curve("dense1:0", 0, 1.0, 4.0)
+    assert 5 < len(v) < 30 and np.all(v >= 0)                            # ReLU unit
+
+
+def test_heatmap_and_song_view(ex):
+    hm = ex.heatmap("conv1")
+    assert hm.z.shape == (ex.layers["conv1"], len(hm.columns)) and len(hm.columns) >= 2
+    assert all("=" in c for c in hm.columns)
+    sv = ex.song_view(0, "conv2", n_units=3)
+    assert len(sv["curves"]) == 3 and sv["S"].shape[0] == 128
+    assert ex.song_picture(sv)[:4] == b"\x89PNG"
+    with pytest.raises(ParameterError, match="song index 9999 out of range"):
+        ex.song_view(9999, "conv2")
+
+
+def test_dissection_labels(built_ws, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws)
+    (ws / "index" / "dissection.json").write_text(json.dumps({"metric": "auroc", "threshold": 0.9, "units": {
+        "conv1:2": [{"concept": "lead=distortion_guitar", "score": 0.95, "detector": True}],
+        "conv1:5": [{"concept": "kind=low", "score": 0.91, "detector": True}]}}))
+    e = Explorer(ws)
+    assert e.unit_labels("conv1:2")[0]["concept"] == "lead=distortion_guitar"
+    assert [r["unit"] for r in e.unit_table("conv1", query="distorted guitar")] == ["conv1:2"]
+    assert [r["unit"] for r in e.unit_table("conv1", sort="label")][:2] == ["conv1:2", "conv1:5"]
+    (ws / "index" / "dissection.json").write_text("{not json")
+    assert Explorer(ws).dissection == {}
+
+
+def test_workspace_state(built_ws, tmp_path):
+    assert workspace_state(built_ws[0])[0] == "ready"
+    state, msg = workspace_state(tmp_path / "nope")
+    assert state == "missing" and "audiovis demo" in msg and "audiovis run --workspace" in msg
