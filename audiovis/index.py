@@ -85,6 +85,7 @@ def _song_batches(store: FeatureStore, start_song: int, batch_windows: int):
         s = e
 
 
+@torch.no_grad()   # not torch.set_grad_enabled(False): that leaked into the caller (training after it failed)
 def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | None = None, force: bool = False,
                 progress: bool = True) -> dict:
     """Run every window of every song through the model and build the unit index (resumable)."""
@@ -95,7 +96,6 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     done = ws.get_meta("done:index")
     if done and not force and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
         return done["summary"]
-    torch.set_grad_enabled(False)
     store = FeatureStore(ws)
     model, _ = load_model(ws)
     layers = layer_sizes(model)
@@ -111,7 +111,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     if state_path.exists() and partial_acts.exists() and not force:
         z = np.load(state_path, allow_pickle=False)
         if str(z["sig"]) == sig:
-            st = {k: z[k] for k in z.files}
+            st = {k: z[k] for k in z.files if k != "sig"}
     k = cfg.k
     if st is None:
         st = {"next_song": np.array(0), "top_v": np.full((U, k), -np.inf, np.float32),

@@ -1,0 +1,260 @@
+"""The "Visualise" view of the listening page: filters, dreamed audio, auralisation, backward queries and the
+network dissection, each ending in something to look at and to listen to.
+
+``visualise_ui(ws_path)`` draws the view (streamlit_app.py calls it); the work is done by
+:mod:`audiovis.visualise`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import streamlit as st
+
+try:  # the page's shared, cached loaders
+    from .common import clip_player, get_index, get_model, unit_link
+except Exception:  # pragma: no cover - a minimal fallback when the page's common module is missing
+    from urllib.parse import urlencode
+
+    @st.cache_resource(show_spinner="Loading the unit index...")
+    def get_index(ws_path: str):
+        from ..index import UnitIndex
+        from ..workspace import Workspace
+        return UnitIndex(Workspace(ws_path))
+
+    @st.cache_resource(show_spinner="Loading the model...")
+    def get_model(ws_path: str):
+        from ..train import load_model
+        from ..workspace import Workspace
+        return load_model(Workspace(ws_path))[0]
+
+    def clip_player(data: bytes, mime: str = "audio/ogg") -> None:
+        st.audio(data, format=mime)
+
+    def unit_link(unit: str, ws_path: str | None = None, n: int = 10, bottom: bool = False) -> str:
+        q = {"ws": str(ws_path)} if ws_path else {}
+        q.update({"view": "unit", "unit": str(unit), "n": int(n), "bottom": int(bool(bottom))})
+        return "?" + urlencode(q)
+
+
+def _threads():
+    import torch
+    torch.set_num_threads(int(os.environ.get("AUDIOVIS_TORCH_THREADS", "1")))
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _wav(y: np.ndarray, sr: int) -> bytes:
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(y, dtype=np.float32), -1, 1), sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def _ws(ws_path: str):
+    from ..workspace import Workspace
+    return Workspace(ws_path)
+
+
+# ------------------------------------------------------------------------------------------------ filters
+@st.cache_data(show_spinner="Drawing the filters...", max_entries=8)
+def _filters_data(ws_path: str, mtime: float):
+    from ..visualise.filters import conv1_filters, frequency_response, plot_filters
+    W = conv1_filters(get_model(ws_path))
+    resp = frequency_response(W)
+    return _png(plot_filters(W, [f"conv1:{i}" for i in range(len(W))])), W, resp
+
+
+def _filters_section(ws_path: str):
+    from ..visualise.filters import plot_response
+    ws = _ws(ws_path)
+    png, W, resp = _filters_data(ws_path, ws.model_path.stat().st_mtime)
+    st.caption(f"conv1 weights: {W.shape[0]} filters, each {W.shape[1]} mel bins (up) x {W.shape[2]} frames "
+               "(across); red excites, blue inhibits.")
+    st.image(png, width="stretch")
+    st.markdown("**Each filter, with the frequency it likes most** (click to open its unit view):")
+    links = [f"[conv1:{i}]({unit_link(f'conv1:{i}', ws_path)}) {resp['peak_hz'][i]:.0f} Hz" for i in range(len(W))]
+    cols = st.columns(8)
+    for i, l in enumerate(links):
+        cols[i % 8].markdown(l)
+    i = st.number_input("Frequency response of filter", 0, len(W) - 1, 0, key="vis_filter_idx")
+    st.image(_png(plot_response(resp, int(i))))
+
+
+# ------------------------------------------------------------------------------------------------ dream
+def _dream_section(ws_path: str):
+    from ..visualise.dream import dream
+    from ..visualise.render import RenderConfig, plot_logmel
+    ix = get_index(ws_path)
+    c1, c2, c3 = st.columns([2, 2, 1])
+    layer = c1.selectbox("Layer", list(ix.layers), key="vis_dream_layer")
+    which = c2.text_input("Unit index (empty: the whole layer, deep-dream style)", "0", key="vis_dream_idx")
+    steps = c3.number_input("Steps", 16, 2048, RenderConfig().steps, step=64, key="vis_dream_steps")
+    clip = st.text_input("Start from a real clip (SONG_ID:START_S, optional)", "", key="vis_dream_clip")
+    spec = f"{layer}:{which.strip()}" if which.strip() else layer
+    if st.button(f"Dream {spec}", key="vis_dream_go"):
+        _threads()
+        bar = st.progress(0.0)
+        try:
+            d = dream(ws_path, spec, from_clip=clip.strip() or None, cfg=RenderConfig(steps=int(steps)),
+                      model=get_model(ws_path), progress=lambda s, n: bar.progress(s / n))
+        except Exception as e:
+            st.error(str(e))
+            return
+        bar.empty()
+        st.session_state["vis_dream"] = d
+    d = st.session_state.get("vis_dream")
+    if d is None:
+        st.info("Pick a unit and press Dream: gradient ascent on a log-mel (jitter, smoothness, bounded dB "
+                "range), rendered to audio by mel inversion and Griffin-Lim. Results are cached per unit.")
+        return
+    st.image(_png(plot_logmel(d.logmel, d.sr, title=f"dream of {d.objective}")))
+    clip_player(d.audio_path.read_bytes(), "audio/ogg")
+    m1, m2, m3 = st.columns(3)
+    m1.metric("activation of the dream", f"{d.activation:.3f}")
+    m2.metric("best real clip", "n/a" if d.best_real is None else f"{d.best_real:.3f}")
+    m3.metric("ratio", "n/a" if d.ratio is None else f"{d.ratio:.2f}x")
+    if ":" in d.objective:
+        st.markdown(f"[open the unit view of {d.objective}]({unit_link(d.objective, ws_path)})"
+                    + (" · from the cache" if d.cached else f" · {d.seconds:.1f} s"))
+
+
+# ------------------------------------------------------------------------------------------------ auralise
+def _auralise_section(ws_path: str):
+    from ..visualise.auralise import auralise
+    from ..visualise.render import plot_logmel
+    ix = get_index(ws_path)
+    c1, c2 = st.columns(2)
+    layer = c1.selectbox("Layer", [l for l in ix.layers if l.startswith("conv")] + [l for l in ix.layers
+                                                                                  if not l.startswith("conv")],
+                         key="vis_aur_layer")
+    idx = c2.number_input("Unit", 0, ix.layers[layer] - 1, 0, key="vis_aur_idx")
+    unit = f"{layer}:{int(idx)}"
+    top = ix.top(unit, n=10)
+    if not top:
+        st.warning(f"{unit} has no clips in the index")
+        return
+    k = st.selectbox("One of its top clips", range(len(top)), key="vis_aur_clip",
+                     format_func=lambda i: f"{top[i]['song_id']} at {top[i]['start_s']:.1f} s "
+                                           f"(activation {top[i]['activation']:.2f})")
+    c = top[k]
+    _threads()
+    try:
+        a = auralise(ws_path, unit, c["song_id"], c["start_s"], model=get_model(ws_path))
+    except Exception as e:
+        st.error(str(e))
+        return
+    l, r = st.columns(2)
+    with l:
+        st.markdown("**original**")
+        st.image(_png(plot_logmel(a.logmel, a.sr, title=f"{c['song_id']} at {c['start_s']:.1f} s")))
+        clip_player(_wav(a.original, a.sr), "audio/wav")
+    with r:
+        st.markdown(f"**what {unit} hears**")
+        st.image(_png(plot_logmel(a.relevance, a.sr, title="relevance (gradient x input)")))
+        clip_player(_wav(a.auralised, a.sr), "audio/wav")
+    kept = float((a.auralised ** 2).sum() / max((a.original ** 2).sum(), 1e-12))
+    st.caption(f"The clip's STFT masked by the unit's relevance (mel -> linear frequency), inverted with the "
+               f"original phase; {100 * kept:.0f}% of the energy kept. [unit view]({unit_link(unit, ws_path)})")
+
+
+# ------------------------------------------------------------------------------------------------ backward
+def _backward_section(ws_path: str):
+    from ..visualise.backward import backward_query
+    from ..visualise.render import RenderConfig, plot_logmel
+    ws = _ws(ws_path)
+    kind = st.radio("Target", ["listener", "factor", "song"], horizontal=True, key="vis_bw_kind")
+    if kind == "listener":
+        ids = ws.user_ids()
+        val = st.selectbox("Listener", ids, index=min(41, len(ids) - 1), key="vis_bw_user")
+        kw = {"user": val}
+    elif kind == "factor":
+        kw = {"factor": int(st.number_input("Factor", 0, get_model(ws_path).cfg.n_factors - 1, 0,
+                                            key="vis_bw_factor"))}
+    else:
+        kw = {"song": st.selectbox("Song", ws.song_ids(), key="vis_bw_song")}
+    if st.button("Find the input the network maps to it", key="vis_bw_go"):
+        _threads()
+        try:
+            with st.spinner("Optimising..."):
+                st.session_state["vis_bw"] = backward_query(ws, cfg=RenderConfig(), model=get_model(ws_path), **kw)
+        except Exception as e:
+            st.error(str(e))
+            return
+    r = st.session_state.get("vis_bw")
+    if r is None:
+        st.info("\"What would listener U00042's ideal song sound like?\": the input log-mel whose predicted "
+                "factors point the listener's way, rendered to audio.")
+        return
+    st.image(_png(plot_logmel(r.logmel, r.sr, title=f"backward query: {r.target_name}")))
+    clip_player(_wav(r.audio, r.sr), "audio/wav")
+    m1, m2, m3 = st.columns(3)
+    m1.metric(f"cosine to target ({r.loss})", f"{r.cosine:.3f}", f"{r.cosine - r.start_cosine:+.3f} from noise")
+    m2.metric("distance to target", f"{r.distance:.3f}", f"{r.distance - r.start_distance:+.3f}",
+              delta_color="inverse")
+    if r.best_real:
+        m3.metric("x_u . f(x) (best real song)", f"{r.score:.3f}",
+                  f"{r.best_real['song_id']}: {r.best_real['score']:.3f}", delta_color="off")
+
+
+# ------------------------------------------------------------------------------------------------ dissection
+@st.cache_data(show_spinner=False, max_entries=8)
+def _dissection(ws_path: str, mtime: float) -> dict:
+    return json.loads((_ws(ws_path).index_dir / "dissection.json").read_text())
+
+
+def _dissection_section(ws_path: str):
+    import pandas as pd
+    from ..visualise.dissect import dissect, search_units
+    ws = _ws(ws_path)
+    p = ws.index_dir / "dissection.json"
+    if not p.exists():
+        st.info("No dissection yet: every unit scored against concepts (ground-truth labels where there are "
+                "some, and librosa descriptors per window).")
+        if st.button("Run the dissection (about a minute on the demo)", key="vis_dis_go"):
+            with st.spinner("Scoring units against concepts..."):
+                dissect(ws, progress=False)
+            st.rerun()
+        return
+    res = _dissection(ws_path, p.stat().st_mtime)
+    thr = res["threshold"]
+    q = st.text_input("Search concepts", placeholder="units for distorted guitar", key="vis_dis_q")
+    if q.strip():
+        rows = search_units(q, res)
+        if not rows:
+            st.warning(f"no concept matches {q!r}; concepts are: {', '.join(res['concepts'])}")
+        for r in rows:
+            st.markdown(f"- **{r['concept']}**: [{r['unit']}]({unit_link(r['unit'], ws_path)}) "
+                        f"AUROC {r['score']:.3f}{' · detector' if r['detector'] else ''}")
+    info = res.get("concept_info", {})
+    table = [{"concept": c, "source": info.get(c, {}).get("source", ""), "best unit": lst[0]["unit"],
+              "AUROC": lst[0]["score"], "IoU": lst[0].get("iou"), "detector": lst[0]["score"] >= thr,
+              "open": unit_link(lst[0]["unit"], ws_path)}
+             for c, lst in res["concepts"].items() if lst]
+    n_det = sum(r["detector"] for r in table)
+    st.caption(f"{n_det} of {len(table)} concepts have a detector (AUROC >= {thr}); AUROC of the unit's "
+               f"per-window activation for concept-vs-rest.")
+    st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
+                 column_config={"open": st.column_config.LinkColumn("unit view", display_text="open")})
+
+
+def visualise_ui(ws_path: str) -> None:
+    """Draw the Visualise view for a finished workspace."""
+    ws = _ws(ws_path)
+    st.header("What the network has learned")
+    if ws.get_meta("done:index") is None:
+        st.warning(f"workspace '{ws.path}' has no unit index yet: run `audiovis run` or `audiovis index` first")
+        return
+    tabs = st.tabs(["Filters", "Dream", "Auralise", "Backward query", "Unit labels"])
+    sections = (_filters_section, _dream_section, _auralise_section, _backward_section, _dissection_section)
+    for tab, fn in zip(tabs, sections):
+        with tab:
+            fn(str(ws.path))
