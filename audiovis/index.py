@@ -48,6 +48,8 @@ def window_activations(model, x: torch.Tensor, layers: dict[str, int], hop_s: fl
     centre = x.shape[-1] * hop_s / 2
     for name in layers:
         a = acts[name].float()
+        if name == "output" and hasattr(model, "out_std"):   # the factors themselves, not their standardised form
+            a = a * model.out_std + model.out_mean
         if a.ndim == 3:                                   # (b, C, T)
             v, i = a.max(dim=-1)
             stride = model.frame_stride(name)
@@ -68,6 +70,73 @@ def _merge(best_v, best_w, best_p, v, w, p, k, largest: bool):
     key = np.where(W < 0, np.inf, key)                    # empty slots last
     order = np.lexsort((W, key), axis=1)[:, :k]
     return (np.take_along_axis(V, order, 1), np.take_along_axis(W, order, 1), np.take_along_axis(P, order, 1))
+
+
+def _unit_state(U: int, k: int) -> dict:
+    """An empty per-unit state: top/bottom-k lists (value, window, peak) and running statistics."""
+    return {"top_v": np.full((U, k), -np.inf, np.float32), "top_w": np.full((U, k), -1, np.int64),
+            "top_p": np.zeros((U, k), np.float32), "bot_v": np.full((U, k), np.inf, np.float32),
+            "bot_w": np.full((U, k), -1, np.int64), "bot_p": np.zeros((U, k), np.float32), "sum": np.zeros(U),
+            "sumsq": np.zeros(U), "silent": np.zeros(U), "vmin": np.full(U, np.inf), "vmax": np.full(U, -np.inf)}
+
+
+def _reduce_batch(st: dict, A: np.ndarray, P: np.ndarray, widx: np.ndarray, songs_b: np.ndarray, k: int) -> None:
+    """Fold one batch into a unit state (in place); shared by the local and the Ray engine.
+
+    Parameters
+    ----------
+    A, P : np.ndarray [shape=(b, n_units)]   activations and peak times (``window_activations``)
+    widx : np.ndarray [shape=(b,)]           window indices; a song's windows are never split between batches
+    songs_b : np.ndarray [shape=(b,)]        song of each window (sorted)
+    """
+    st["sum"] += A.sum(0)
+    st["sumsq"] += (A.astype(np.float64) ** 2).sum(0)
+    st["silent"] += (A <= 0).sum(0)
+    st["vmin"] = np.minimum(st["vmin"], A.min(0))
+    st["vmax"] = np.maximum(st["vmax"], A.max(0))
+    # each song's best and least window per unit, then merge into the kept lists
+    useg = np.unique(songs_b, return_index=True)[1]
+    for largest, pre in ((True, "top"), (False, "bot")):
+        red = np.maximum if largest else np.minimum
+        red_v = red.reduceat(A, useg, axis=0)                          # (songs, U)
+        # window achieving it: first window in the song whose value equals the reduced value
+        seg_id = np.repeat(np.arange(len(useg)), np.diff(np.append(useg, len(widx))))
+        hit = A == red_v[seg_id]
+        cand = np.where(hit, np.arange(len(widx))[:, None], len(widx))
+        first = np.minimum.reduceat(cand, useg, axis=0)                # (songs, U) positions in batch
+        wv = widx[first]
+        pv = np.take_along_axis(P, first, 0)
+        st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"] = _merge(
+            st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"], red_v.T.astype(np.float32), wv.T, pv.T, k, largest)
+
+
+def _merge_state(a: dict, b: dict, k: int) -> dict:
+    """Combine two unit states of disjoint song sets (associative and commutative: the distributed combine)."""
+    out = {"sum": a["sum"] + b["sum"], "sumsq": a["sumsq"] + b["sumsq"], "silent": a["silent"] + b["silent"],
+           "vmin": np.minimum(a["vmin"], b["vmin"]), "vmax": np.maximum(a["vmax"], b["vmax"])}
+    for largest, pre in ((True, "top"), (False, "bot")):
+        out[f"{pre}_v"], out[f"{pre}_w"], out[f"{pre}_p"] = _merge(
+            a[f"{pre}_v"], a[f"{pre}_w"], a[f"{pre}_p"], b[f"{pre}_v"], b[f"{pre}_w"], b[f"{pre}_p"], k, largest)
+    return out
+
+
+def _hist_edges(vmin: np.ndarray, vmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    lo_e, hi_e = np.where(np.isfinite(vmin), vmin, 0), np.where(np.isfinite(vmax), vmax, 1)
+    return lo_e, np.where(hi_e > lo_e, hi_e, lo_e + 1e-6)
+
+
+def _histograms(A_all, lo_e: np.ndarray, hi_e: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Histogram counts [shape=(n_units, N_BINS)] of rows ``start:stop`` of the activations, 4096 rows at a time."""
+    U = A_all.shape[1]
+    stop = len(A_all) if stop is None else stop
+    hist = np.zeros((U, N_BINS), np.int64)
+    for i in range(start, stop, 4096):
+        a = np.asarray(A_all[i:min(i + 4096, stop)], dtype=np.float32)
+        bins = np.clip(((a - lo_e) / (hi_e - lo_e) * N_BINS).astype(np.int64), 0, N_BINS - 1)
+        for u0 in range(0, U, 256):
+            np.add.at(hist, (np.broadcast_to(np.arange(u0, min(u0 + 256, U)), bins[:, u0:u0 + 256].shape),
+                             bins[:, u0:u0 + 256]), 1)
+    return hist
 
 
 def _song_batches(store: FeatureStore, start_song: int, batch_windows: int):
@@ -114,11 +183,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
             st = {k: z[k] for k in z.files if k != "sig"}
     k = cfg.k
     if st is None:
-        st = {"next_song": np.array(0), "top_v": np.full((U, k), -np.inf, np.float32),
-              "top_w": np.full((U, k), -1, np.int64), "top_p": np.zeros((U, k), np.float32),
-              "bot_v": np.full((U, k), np.inf, np.float32), "bot_w": np.full((U, k), -1, np.int64),
-              "bot_p": np.zeros((U, k), np.float32), "sum": np.zeros(U), "sumsq": np.zeros(U),
-              "silent": np.zeros(U), "vmin": np.full(U, np.inf), "vmax": np.full(U, -np.inf),
+        st = {"next_song": np.array(0), **_unit_state(U, k),
               "song_sum": np.zeros((store.n_songs, K)), "song_n": np.zeros(store.n_songs)}
         acts = np.lib.format.open_memmap(partial_acts, mode="w+", dtype=np.float16, shape=(nW, U))
     else:
@@ -133,29 +198,10 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
             x = torch.from_numpy(store.batch(widx))
             A, P = window_activations(model, x, layers, hop_s)
             acts[widx] = A.astype(np.float16)
-            st["sum"] += A.sum(0)
-            st["sumsq"] += (A.astype(np.float64) ** 2).sum(0)
-            st["silent"] += (A <= 0).sum(0)
-            st["vmin"] = np.minimum(st["vmin"], A.min(0))
-            st["vmax"] = np.maximum(st["vmax"], A.max(0))
             songs_b = store.windows[widx, 0]
             np.add.at(st["song_sum"], songs_b, A[:, out_lo:])
             np.add.at(st["song_n"], songs_b, 1)
-            # each song's best and least window per unit, then merge into the kept lists
-            useg = np.unique(songs_b, return_index=True)[1]
-            for largest, pre in ((True, "top"), (False, "bot")):
-                red = np.maximum if largest else np.minimum
-                red_v = red.reduceat(A, useg, axis=0)                          # (songs, U)
-                # window achieving it: first window in the song whose value equals the reduced value
-                seg_id = np.repeat(np.arange(len(useg)), np.diff(np.append(useg, len(widx))))
-                hit = A == red_v[seg_id]
-                cand = np.where(hit, np.arange(len(widx))[:, None], len(widx))
-                first = np.minimum.reduceat(cand, useg, axis=0)                # (songs, U) positions in batch
-                wv = widx[first]
-                pv = np.take_along_axis(P, first, 0)
-                st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"] = _merge(
-                    st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"], red_v.T.astype(np.float32), wv.T, pv.T, k,
-                    largest)
+            _reduce_batch(st, A, P, widx, songs_b, k)
             bar.update(len(widx))
         st["next_song"] = np.array(s1)
         if (b + 1) % cfg.checkpoint_every == 0:
@@ -164,25 +210,24 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     bar.close()
     acts.flush()
     del acts
+    song_pred = np.where(st["song_n"][:, None] > 0, st["song_sum"] / np.maximum(st["song_n"][:, None], 1), np.nan)
+    return _write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path)
+
+
+def _write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int, song_pred: np.ndarray,
+                 partial_acts, state_path, hist: np.ndarray | None = None) -> dict:
+    """Final statistics and artifacts from a complete unit state (both engines); ``hist`` computed if None."""
+    d, k = ws.index_dir, cfg.k
     n = max(nW, 1)
     mean = st["sum"] / n
     std = np.sqrt(np.maximum(st["sumsq"] / n - mean ** 2, 0))
-    # histograms over all windows, one chunked pass over the on-disk activations
-    A_all = np.load(partial_acts, mmap_mode="r")
-    lo_e, hi_e = np.where(np.isfinite(st["vmin"]), st["vmin"], 0), np.where(np.isfinite(st["vmax"]), st["vmax"], 1)
-    hi_e = np.where(hi_e > lo_e, hi_e, lo_e + 1e-6)
-    hist = np.zeros((U, N_BINS), np.int64)
-    for i in range(0, nW, 4096):
-        a = np.asarray(A_all[i:i + 4096], dtype=np.float32)
-        bins = np.clip(((a - lo_e) / (hi_e - lo_e) * N_BINS).astype(np.int64), 0, N_BINS - 1)
-        for u0 in range(0, U, 256):
-            np.add.at(hist, (np.broadcast_to(np.arange(u0, min(u0 + 256, U)), bins[:, u0:u0 + 256].shape),
-                             bins[:, u0:u0 + 256]), 1)
-    del A_all
+    if hist is None:  # histograms over all windows, one chunked pass over the on-disk activations
+        A_all = np.load(partial_acts, mmap_mode="r")
+        hist = _histograms(A_all, *_hist_edges(st["vmin"], st["vmax"]))
+        del A_all
     top_mean = np.where(st["top_w"] >= 0, st["top_v"], np.nan)
     strength = np.nanmean(top_mean, 1)
     selectivity = (strength - mean) / np.maximum(std, 1e-6)
-    song_pred = np.where(st["song_n"][:, None] > 0, st["song_sum"] / np.maximum(st["song_n"][:, None], 1), np.nan)
     save_npz(d / "units.npz", top_v=st["top_v"], top_w=st["top_w"], top_p=st["top_p"], bot_v=st["bot_v"],
              bot_w=st["bot_w"], bot_p=st["bot_p"], mean=mean, std=std, sparsity=st["silent"] / n,
              vmin=st["vmin"], vmax=st["vmax"], hist=hist, strength=strength, selectivity=selectivity)
@@ -190,7 +235,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     save_json(d / "layers.json", {"layers": layers, "k": k, "n_windows": nW})
     os.replace(partial_acts, d / "acts.npy")
     state_path.unlink(missing_ok=True)
-    summary = {"units": U, "layers": layers, "windows": nW, "k": k}
+    summary = {"units": sum(layers.values()), "layers": layers, "windows": nW, "k": k}
     ws.mark_done("index", {"config": cfg.to_dict(), "summary": summary})
     return summary
 
@@ -251,7 +296,8 @@ class UnitIndex:
         d = self.data
         edges = np.linspace(d["vmin"][c], max(d["vmax"][c], d["vmin"][c] + 1e-6), N_BINS + 1)
         return {"mean": float(d["mean"][c]), "std": float(d["std"][c]), "sparsity": float(d["sparsity"][c]),
-                "min": float(d["vmin"][c]), "max": float(d["vmax"][c]), "strength": float(d["strength"][c]),
+                "min": float(d.get("vmin_all", d["vmin"])[c]),   # vmin_all/vmax_all: with songs added later
+                "max": float(d.get("vmax_all", d["vmax"])[c]), "strength": float(d["strength"][c]),
                 "selectivity": float(d["selectivity"][c]), "hist": d["hist"][c].tolist(),
                 "hist_edges": edges.tolist()}
 

@@ -33,7 +33,7 @@ class ModelConfig(_Config):
 
 PRESETS = {
     # trains on the demo in minutes on 2 CPU cores
-    "small": dict(channels=(64, 96, 128), pools=(4, 2), dense=(256,), dropout=0.3),
+    "small": dict(channels=(64, 96, 128), pools=(4, 2), dense=(256,), dropout=0.5),
     # Dieleman 2014: 256, 256, 512, 512 channels, pools 4, 2, 2; dense 2048, 2048; for a GPU
     "paper": dict(channels=(256, 256, 512, 512), pools=(4, 2, 2), dense=(2048, 2048), dropout=0.5),
 }
@@ -119,7 +119,24 @@ def save_checkpoint(path, model: AudioCNN, extra: dict | None = None) -> None:
 
 def load_checkpoint(path, map_location="cpu") -> tuple[AudioCNN, dict]:
     """Rebuild a model from a checkpoint (loaded with ``weights_only=True``); returns (model in eval mode, extra)."""
-    obj = torch.load(path, map_location=map_location, weights_only=True)
+    import pickle
+
+    from .errors import WorkspaceError
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise WorkspaceError(f"checkpoint '{path}' not found") from None
+    except pickle.UnpicklingError as e:
+        why = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        raise WorkspaceError(
+            f"checkpoint '{path}' was refused: it holds objects other than tensors and plain data, which audiovis "
+            f"never unpickles (weights_only=True) since loading them could run arbitrary code"
+            + (f" ({why[0]})" if why else "") + "; only load checkpoints written by `audiovis train`") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise WorkspaceError(f"checkpoint '{path}' is truncated or not a checkpoint ({type(e).__name__}: "
+                             f"{str(e).strip()[:200]}); rerun `audiovis train` to rebuild it") from None
+    if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
+        raise WorkspaceError(f"checkpoint '{path}' is not an audiovis checkpoint (no config and state_dict)")
     model = AudioCNN(ModelConfig.from_dict(obj["config"]))
     state = dict(model.state_dict())       # buffers added after a checkpoint was written keep their defaults
     state.update(obj["state_dict"])

@@ -26,13 +26,14 @@ class TrainConfig(_Config):
     steps_per_epoch: int = 60
     batch_size: int = 64
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-2
     patience: int = 10
     seed: int = 0
     device: str = "auto"      # 'auto' uses CUDA when present
     num_threads: int = 0      # torch CPU threads; 0 = all cores
     mixup: float = 0.0        # Beta(a, a) mixing of two crops in the power domain, targets mixed alike; 0 = off
-    gain_db: float = 0.0      # random gain of +-gain_db per crop
+    gain_db: float = 6.0      # random gain of +-gain_db per crop
+    spec_masks: int = 2       # SpecAugment: this many frequency (<= 12 bins) and time (<= 12 frames) masks per crop
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -101,6 +102,16 @@ def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Gener
     """Gain and mixup on a batch of log-mel crops [shape=(b, n_mels, t)] in dB with targets [shape=(b, f)]."""
     if cfg.gain_db:
         x = x + rng.uniform(-cfg.gain_db, cfg.gain_db, size=(len(x), 1, 1)).astype(np.float32)
+    if cfg.spec_masks:
+        x = x.copy()
+        b, n_mels, t = x.shape
+        fill = x.mean(axis=(1, 2))
+        for i in range(b):
+            for _ in range(cfg.spec_masks):
+                f0, fw = rng.integers(0, n_mels), rng.integers(0, 13)
+                t0, tw = rng.integers(0, t), rng.integers(0, 13)
+                x[i, f0:f0 + fw, :] = fill[i]
+                x[i, :, t0:t0 + tw] = fill[i]
     if cfg.mixup:
         lam = rng.beta(cfg.mixup, cfg.mixup, size=len(x)).astype(np.float32)
         lam = np.maximum(lam, 1 - lam)                       # the first crop dominates

@@ -255,5 +255,27 @@ class Workspace:
         p = Path(path)
         return p if p.is_absolute() else self.path / p
 
+    # ----------------------------------------------------------------- cold start (audiovis.coldstart)
+    def embed(self, files):
+        """Predicted factors of songs nobody has played (mean over windows): an ``Embedding`` for one path, a
+        list for a list; raises ``AudioError`` naming the file. See :mod:`audiovis.coldstart`."""
+        from .coldstart import get_engine
+        eng = get_engine(self)
+        if isinstance(files, (str, os.PathLike)):
+            return eng.embed_file(files)
+        return [eng.embed_file(f) for f in files]
+
+    def recommend(self, file, **kwargs) -> dict:
+        """Similar catalogue songs, likely listeners and most active units of a new song
+        (:meth:`audiovis.coldstart.ColdStart.recommend`)."""
+        from .coldstart import get_engine
+        return get_engine(self).recommend(file, **kwargs)
+
+    def add(self, files, song_ids=None, progress: bool = False) -> dict:
+        """Add songs without retraining; returns {"added": [...], "failed": [...]}
+        (:meth:`audiovis.coldstart.ColdStart.add`)."""
+        from .coldstart import get_engine
+        return get_engine(self).add(files, song_ids=song_ids, progress=progress)
+
     def __repr__(self) -> str:
         return f"Workspace('{self.path}')"

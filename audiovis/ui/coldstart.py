@@ -1,0 +1,155 @@
+"""Cold-start view: upload a song nobody has played; see similar catalogue songs, likely listeners, and the units
+that fire most in it over time. All computation is in :mod:`audiovis.coldstart`; this module only draws."""
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import streamlit as st
+
+from .. import coldstart as cs
+from ..audio import AUDIO_EXTENSIONS
+from ..errors import AudiovisError
+
+try:                                   # shared helpers of the page (audiovis/ui/common.py)
+    from .common import clip_player, encoded_clip, format_labels, song_link, unit_link
+except ImportError:                    # pragma: no cover - minimal fallbacks when the page helpers are absent
+    from urllib.parse import urlencode
+
+    def clip_player(data: bytes, mime: str = "audio/ogg") -> None:
+        st.audio(data, format=mime)
+
+    @st.cache_data(show_spinner=False, max_entries=512)
+    def encoded_clip(ws_path: str, song_idx: int, start_s: float, end_s: float, fmt: str = "ogg"):
+        from ..clips import cut_and_encode
+        eng = cs.get_engine(ws_path)
+        c = cut_and_encode(eng.ws.resolve_audio(eng.songs[song_idx]["path"]), start_s, end_s - start_s, fmt=fmt)
+        return c.data, c.mime
+
+    def format_labels(labels: dict) -> str:
+        return " · ".join(f"{c}={v}" for c, v in labels.items())
+
+    def unit_link(unit: str, ws_path: str | None = None, n: int = 10, bottom: bool = False) -> str:
+        return "?" + urlencode({**({"ws": ws_path} if ws_path else {}), "view": "unit", "unit": unit, "n": n,
+                                "bottom": int(bottom)})
+
+    def song_link(song_id: str, ws_path: str | None = None, layer: str | None = None) -> str:
+        return "?" + urlencode({**({"ws": ws_path} if ws_path else {}), "view": "song", "song": song_id})
+
+
+@st.cache_resource(show_spinner="Loading the model for cold-start queries...", max_entries=4)
+def _engine(ws_path: str, stamp: tuple) -> cs.ColdStart:
+    return cs.get_engine(ws_path)
+
+
+def get_engine(ws_path: str) -> cs.ColdStart:
+    from ..workspace import Workspace
+    ws = Workspace(ws_path)
+    return _engine(str(ws.path), cs._signature(ws))
+
+
+def _timeline_png(rec: dict, units: list[str]) -> bytes:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n = len(units)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 0.75 * n + 0.6), sharex=True, squeeze=False)
+    dur = rec["song"]["duration_s"]
+    for ax, u in zip(axes[:, 0], units):
+        tl = rec["timeline"][u]
+        t, a = np.asarray(tl["t"]), np.asarray(tl["activation"])
+        ax.fill_between(t, 0, a, step="mid", color="#3b6ea8", alpha=0.8, linewidth=0)
+        ax.set_xlim(0, dur)
+        ax.set_ylabel(u, rotation=0, ha="right", va="center", fontsize=8)
+        ax.set_yticks([])
+        for s in ("top", "right", "left"):
+            ax.spines[s].set_visible(False)
+    axes[-1, 0].set_xlabel("time in the uploaded song (s)")
+    fig.tight_layout(h_pad=0.2)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _result(ws_path: str, name: str, data: bytes, k: int) -> dict:
+    """Recommendation for an upload, kept in the session per (workspace, content, k)."""
+    key = ("coldstart", ws_path, hashlib.sha1(data).hexdigest(), k, cs._signature(get_engine(ws_path).ws))
+    cache = st.session_state.setdefault("_coldstart_results", {})
+    if key not in cache:
+        get_engine(ws_path)                       # warm, cached model
+        cache.clear()                             # one upload's result at a time (bounded memory)
+        cache[key] = cs.recommend_upload(ws_path, name, data, k=k, n_users=10, n_units=8)
+    return cache[key]
+
+
+def coldstart_ui(ws_path: str) -> dict:
+    """Draw the cold-start view for the workspace at ``ws_path``."""
+    st.header("Cold start: a song nobody has played yet")
+    st.caption("The content CNN predicts the song's latent factors from its audio alone (the mean over its 3 s "
+               "windows). Similar songs: cosine similarity to the predicted factors of the catalogue. Likely "
+               "listeners: users ranked by x_u · y'. Units: peak activation as a z-score against the "
+               "catalogue's windows.")
+    cfg = cs.ColdStartConfig()
+    up = st.file_uploader(f"Upload a song ({', '.join(e.lstrip('.').upper() for e in AUDIO_EXTENSIONS[:6])}; "
+                          f"at most {cfg.max_bytes // 1048576} MB and {cfg.max_duration / 60:g} min)",
+                          type=[e.lstrip(".") for e in AUDIO_EXTENSIONS], key="coldstart_upload")
+    k = st.slider("Similar songs", 3, 30, 10, key="coldstart_k")
+    if up is None:
+        st.info("Upload an audio file to see where the model puts it.")
+        return {"view": "coldstart"}
+    data = up.getvalue()
+    try:
+        with st.spinner(f"Listening to '{up.name}'..."):
+            rec = _result(ws_path, up.name, data, k)
+    except AudiovisError as e:
+        st.error(f"Cannot use this upload: {e}")
+        return {"view": "coldstart"}
+    song = rec["song"]
+    st.subheader(up.name)
+    st.write(f"{song['duration_s']:.1f} s, {song['n_windows']} windows of 3 s; "
+             f"{rec['search']['method']} {rec['search']['metric']} search over {rec['search']['catalogue']} songs")
+    clip_player(data, up.type or "audio/ogg")
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("#### Similar songs")
+        for r in rec["similar"]:
+            labels = format_labels(r.get("labels", {}))
+            st.markdown(f"**{r['rank']}. [{r['song_id']}]({song_link(r['song_id'], ws_path)})** "
+                        f"· similarity {r['score']:.3f} · closest window {r['clip_start_s']:.1f}-"
+                        f"{r['clip_end_s']:.1f} s" + (f"  \n{labels}" if labels else ""))
+            try:
+                audio_bytes, mime = encoded_clip(ws_path, r["song_idx"], r["clip_start_s"], r["clip_end_s"])
+                clip_player(audio_bytes, mime)
+            except AudiovisError as e:
+                st.warning(f"cannot play {r['song_id']}: {e}")
+    with right:
+        st.markdown("#### Likely listeners")
+        st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3)} for r in rec["listeners"]],
+                     hide_index=True, width="stretch")
+        st.markdown("#### Most active units")
+        st.markdown("\n".join(
+            f"{r['rank']}. [{r['unit']}]({unit_link(r['unit'], ws_path)}) · z {r['score']:.2f} · peak "
+            f"{r['peak_activation']:.2f} at {r['peak_s']:.1f} s" for r in rec["units"]))
+    if rec.get("timeline"):
+        st.markdown("#### When the most active units fire")
+        st.image(_timeline_png(rec, [u["unit"] for u in rec["units"]]), width="stretch")
+
+    st.divider()
+    if st.button("Add this song to the workspace", key="coldstart_add",
+                 help="Featurize, embed and index it without retraining; it then appears like any other song."):
+        try:
+            out = cs.add_upload(ws_path, up.name, data)
+        except AudiovisError as e:
+            st.error(f"Cannot add '{up.name}': {e}")
+        else:
+            if out["failed"]:
+                st.error(out["failed"][0]["reason"])
+            else:
+                a = out["added"][0]
+                st.cache_resource.clear()          # the page's loaders reload the grown index
+                st.cache_data.clear()
+                st.success(f"Added '{a['song_id']}' as song {a['song_idx']} ({a['windows']} windows).")
+    return {"view": "coldstart"}
