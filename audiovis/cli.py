@@ -44,6 +44,15 @@ def _stage_opts(p):
     g.add_argument("--force", action="store_true", help="redo the stage even if it is up to date")
 
 
+def _engine_opts(p):
+    g = p.add_argument_group("engine (docs/scale.md)")
+    g.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this machine (default); ray: a Ray cluster (pip install 'audiovis[ray]')")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster to use, e.g. 'auto' or ray://host:10001 (default: RAY_ADDRESS, else start a "
+                        "local Ray for the run)")
+
+
 def _configs(a):
     from .config import FactorConfig, FeatureConfig
     from .index import IndexConfig
@@ -68,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                       ("index", "top clips and statistics of every unit")):
         p = sub.add_parser(name, help=hlp)
         _ws_arg(p), _stage_opts(p)
+        if name in ("featurize", "index"):
+            _engine_opts(p)
     p = sub.add_parser("run", help="every stage, from audio and plays to the unit index")
     _ws_arg(p), _inputs(p), _stage_opts(p)
     p = sub.add_parser("demo", help="build the demo workspace from samples/ if missing, then serve the page")
@@ -84,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--out", help="write .json, .csv or .npy (default: JSON on stdout)")
     p.add_argument("--per-window", action="store_true", help="also every window's factors")
+    _engine_opts(p)
     p = sub.add_parser("recommend", help="similar songs, likely listeners and active units of a new song")
     _ws_arg(p)
     p.add_argument("file", metavar="FILE")
@@ -131,8 +143,9 @@ def _dispatch(a) -> int:
             from .factors import factorize
             _print(factorize(ws, c["factors"], force=a.force))
         elif a.cmd == "featurize":
-            from .features import featurize
-            _print(featurize(ws, c["feature"], n_jobs=a.jobs, force=a.force))
+            from .engines import featurize
+            _print(featurize(ws, c["feature"], engine=a.engine, ray_address=a.ray_address, n_jobs=a.jobs,
+                             force=a.force))
             _print_report(ws, "featurize")
         elif a.cmd == "train":
             from .train import train
@@ -142,8 +155,8 @@ def _dispatch(a) -> int:
             evaluate(ws, force=a.force)
             print((ws.path / "evaluation.md").read_text())
         else:
-            from .index import build_index
-            _print(build_index(ws, c["index"], force=a.force))
+            from .engines import build_index
+            _print(build_index(ws, c["index"], engine=a.engine, ray_address=a.ray_address, force=a.force))
     elif a.cmd == "run":
         from .pipeline import run_pipeline
         out = run_pipeline(ws, a.audio, a.plays, a.manifest, a.labels, a.segments, n_jobs=a.jobs,
@@ -173,9 +186,14 @@ def _dispatch(a) -> int:
 
 def _coldstart(ws, a) -> int:
     from . import coldstart as cs
-    eng = cs.get_engine(ws)
+    if a.cmd == "embed" and a.engine != "local":
+        from .engines import embed
+        embs, failed = embed(ws, a.files, engine=a.engine, ray_address=a.ray_address)
+    else:
+        eng = cs.get_engine(ws)
     if a.cmd == "embed":
-        embs, failed = eng.embed(a.files)
+        if a.engine == "local":
+            embs, failed = eng.embed(a.files)
         text = cs.write_embeddings(embs, a.out, per_window=a.per_window)
         if text is not None:
             print(text)

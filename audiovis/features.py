@@ -15,17 +15,55 @@ from .errors import AudioError, ParameterError
 from .workspace import Workspace, atomic_path, save_json, save_npy
 
 
-@lru_cache(maxsize=4)
-def _mel_transform(sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float, fmax: float | None):
-    import torchaudio
-    return torchaudio.transforms.MelSpectrogram(
-        sample_rate=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, f_min=fmin, f_max=fmax,
-        power=2.0, norm="slaney", mel_scale="slaney", center=True, pad_mode="constant")
+def _hz_to_mel(f):
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, dtype=np.float64)
+    lin = f / (200.0 / 3)
+    return np.where(f >= 1000.0, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), lin)
+
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (m - 15.0)), m * (200.0 / 3))
+
+
+@lru_cache(maxsize=8)
+def mel_basis(sr: int = 22050, n_fft: int = 1024, n_mels: int = 128, fmin: float = 0.0,
+              fmax: float | None = None) -> np.ndarray:
+    """Slaney-normalised triangular mel filters on the slaney mel scale (``librosa.filters.mel``'s defaults).
+
+    Returns
+    -------
+    M : np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]  (read-only, cached)
+    """
+    fmax = sr / 2 if fmax is None else fmax
+    fft_f = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_f[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    w = np.maximum(0, np.minimum(lower, upper)) * (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    w = w.astype(np.float32)
+    w.flags.writeable = False
+    return w
+
+
+@lru_cache(maxsize=8)
+def _hann(n: int) -> np.ndarray:
+    """Periodic Hann window (``scipy.signal.get_window('hann', n)``, ``torch.hann_window(n)``)."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
 
 
 def logmel(y: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_length: int = 512, n_mels: int = 128,
-           fmin: float = 0.0, fmax: float | None = None, amin: float = 1e-10) -> np.ndarray:
+           fmin: float = 0.0, fmax: float | None = None, amin: float = 1e-10, block: int = 512,
+           _frames_first: bool = False) -> np.ndarray:
     """Log-compressed mel power spectrogram in dB (librosa's slaney mel basis and ``power_to_db(ref=1)``).
+
+    Centred frames (zero padding of ``n_fft // 2`` at both ends), periodic Hann window, power spectrum, mel
+    filters, ``10 log10(max(S, amin))``; float32 numpy throughout (no torch: featurize's worker processes start
+    in a fraction of a second), ``block`` frames at a time so a 30-minute song needs no more than a few MB
+    beyond its samples.
 
     Parameters
     ----------
@@ -37,28 +75,44 @@ def logmel(y: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_length: int = 
     S_db : np.ndarray [shape=(n_mels, t), dtype=float32]
         ``t = 1 + n // hop_length`` frames.
     """
-    import torch
     if y.ndim != 1:
         raise ParameterError(f"logmel needs mono audio of shape (n,), got shape {y.shape}")
     if len(y) < 1:
         raise ParameterError("logmel got an empty signal")
-    S = _mel_transform(sr, n_fft, hop_length, n_mels, fmin, fmax)(torch.from_numpy(np.ascontiguousarray(y)))
-    return (10.0 * torch.log10(torch.clamp(S, min=amin))).numpy()
+    M = mel_basis(sr, n_fft, n_mels, fmin, fmax)
+    win = _hann(n_fft)
+    yp = np.pad(np.asarray(y, dtype=np.float32), n_fft // 2)
+    t = 1 + len(y) // hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop_length][:t]   # (t, n_fft), a view
+    out = np.empty((t, n_mels), np.float32)        # frames x mels in memory: song_logmel's storage layout
+    MT = M.T
+    for b in range(0, t, block):
+        X = np.fft.rfft(frames[b:b + block] * win, axis=1)                           # complex64
+        P = X.real ** 2 + X.imag ** 2
+        np.matmul(P, MT, out=out[b:b + block])
+    np.maximum(out, amin, out=out)
+    np.log10(out, out=out)
+    out *= 10.0
+    return out.T if _frames_first else np.ascontiguousarray(out.T)
 
 
 def song_logmel(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Decode a file and return its log-mel frames [shape=(t, n_mels), dtype=float16] (storage layout)."""
     y = audio.load(path, sr=cfg.sr, max_duration=cfg.max_duration)
     S = logmel(y, sr=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmin=cfg.fmin,
-               fmax=cfg.fmax)
+               fmax=cfg.fmax, _frames_first=True)   # a (mels, frames) view of (frames, mels) memory
     if S.shape[1] < cfg.window_frames:
         raise AudioError(f"'{path}': {len(y) / cfg.sr:.2f} s is shorter than one {cfg.window_s:g} s window")
     return S.T.astype(np.float16)
 
 
 def _worker_init():
-    import torch
-    torch.set_num_threads(1)
+    # one BLAS thread per worker process: the pool already uses every core
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def _featurize_one(args):
@@ -76,12 +130,15 @@ def _featurize_one(args):
 
 
 def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | None = None, n_jobs: int | None = None,
-              force: bool = False, progress: bool = True) -> dict:
+              force: bool = False, progress: bool = True, runner=None) -> dict:
     """Compute log-mel features of every song into ``features/`` (resumable: finished songs are kept).
 
     Writes ``logmel.npy`` [shape=(total_frames, n_mels), float16], ``offsets.npy`` [shape=(n_songs + 1,)] (song
     ``i`` is frames ``offsets[i]:offsets[i+1]``), and ``windows.npy`` [shape=(n_windows, 2)] (song index, first
     frame) for consecutive non-overlapping windows of ``cfg.window_s``.
+
+    ``runner`` (used by :mod:`audiovis.engines`): a callable taking the list of ``_featurize_one`` items and
+    yielding ``(idx, error or None)`` as songs finish; default: a local process pool of ``n_jobs``.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("ingest")
@@ -106,7 +163,12 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
     n_jobs = n_jobs or min(os.cpu_count() or 1, 8)
     bar = tqdm(total=len(songs), initial=len(songs) - len(todo), desc="featurize", unit="song",
                disable=not progress)
-    if n_jobs > 1 and len(todo) > 4:
+    if runner is not None:
+        for idx, err in runner(todo):
+            if err:
+                failed[idx] = err
+            bar.update()
+    elif n_jobs > 1 and len(todo) > 4:
         ctx = mp.get_context("spawn")
         with ctx.Pool(n_jobs, initializer=_worker_init) as pool:
             for idx, err in pool.imap_unordered(_featurize_one, todo, chunksize=2):

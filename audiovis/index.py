@@ -8,6 +8,7 @@ batch; per-window activations stream to ``index/acts.npy`` [shape=(n_windows, n_
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -133,10 +134,20 @@ def _histograms(A_all, lo_e: np.ndarray, hi_e: np.ndarray, start: int = 0, stop:
     for i in range(start, stop, 4096):
         a = np.asarray(A_all[i:min(i + 4096, stop)], dtype=np.float32)
         bins = np.clip(((a - lo_e) / (hi_e - lo_e) * N_BINS).astype(np.int64), 0, N_BINS - 1)
-        for u0 in range(0, U, 256):
-            np.add.at(hist, (np.broadcast_to(np.arange(u0, min(u0 + 256, U)), bins[:, u0:u0 + 256].shape),
-                             bins[:, u0:u0 + 256]), 1)
+        bins += np.arange(U) * N_BINS                      # one flat (unit, bin) index: bincount, not np.add.at
+        hist += np.bincount(bins.ravel(), minlength=U * N_BINS).reshape(U, N_BINS)
+        _drop_pages(A_all)
     return hist
+
+
+def _drop_pages(*arrays) -> None:
+    """Unmap the pages of memory-mapped arrays this process has touched. They are MAP_SHARED, so nothing is lost
+    (dirty pages stay in the page cache); the point is that resident memory does not grow with the catalogue
+    while a stage streams through the features and activations."""
+    for a in arrays:
+        mm = getattr(a, "_mmap", None)
+        if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)
 
 
 def _song_batches(store: FeatureStore, start_song: int, batch_windows: int):
@@ -207,6 +218,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         if (b + 1) % cfg.checkpoint_every == 0:
             acts.flush()
             save_npz(state_path, sig=np.array(sig), **st)
+            _drop_pages(acts, store.logmel)
     bar.close()
     acts.flush()
     del acts

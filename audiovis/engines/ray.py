@@ -1,0 +1,442 @@
+"""The Ray engine: featurize, embed and index on a Ray cluster with Ray Data (``pip install audiovis[ray]``).
+
+Same inputs, same artifacts as the local engine; what runs where:
+
+* featurize: ``ray.data.from_items`` of (idx, path) rows, decoding and log-mel in map tasks
+  (:func:`audiovis.features._featurize_one`, one cached ``.npy`` per song), then the local consolidation;
+* embed: decoding and windowing in map tasks, the model in an actor pool (``map_batches`` with a callable class:
+  one model load per actor, ``num_gpus=1`` per actor when CUDA is available);
+* index: song-aligned window batches (the local batches, :func:`audiovis.index._song_batches`) read from the
+  memory-mapped feature store in tasks, the model in the actor pool, each batch folded with the local
+  per-batch reduction (:func:`audiovis.index._reduce_batch`) and the per-batch states merged with a distributed
+  combine (``Dataset.aggregate``: top/bottom-k merge, sums, sums of squares, counts, min, max are associative);
+  histograms in a second pass of tasks. Actors write their per-window activations and per-song predictions
+  straight into the workspace's memory-mapped arrays, so memory per worker is flat in catalogue size.
+
+On a multi-node cluster the workspace (and the audio, for featurize/embed) must be on storage every node sees
+at the same path (NFS, a mounted bucket). Not resumable mid-stage: Ray retries failed tasks; a run that dies
+starts the stage again.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import resource
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AudiovisError, ParameterError
+from ..workspace import Workspace
+
+RAY_HINT = "the ray engine needs Ray: pip install 'audiovis[ray]' (ray[data]>=2.9)"
+
+
+def have_ray() -> bool:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_ray() -> None:
+    if not have_ray():
+        raise AudiovisError(RAY_HINT)
+
+
+def _ws(workspace) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+@contextlib.contextmanager
+def session(address: str | None = None, num_cpus: int | None = None, quiet: bool = True):
+    """Use the Ray already initialised in this process, connect to ``address`` (or ``RAY_ADDRESS``), or start
+    a local Ray for the duration (shut down afterwards).
+
+    ``num_cpus`` (local Ray only): logical CPUs; default ``max(os.cpu_count(), 2)`` so that one actor and one
+    read task fit even on a 1-core machine.
+    """
+    import ray
+    started = False
+    if not ray.is_initialized():
+        env = {"env_vars": {"OPENBLAS_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}}
+        address = address or os.environ.get("AUDIOVIS_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS")
+        kw = {"include_dashboard": False, "log_to_driver": not quiet, "runtime_env": env,
+              "ignore_reinit_error": True}
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            ray.init(num_cpus=num_cpus or max(os.cpu_count() or 1, 2), **kw)
+        started = True
+    try:
+        _configure(quiet)
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _configure(quiet: bool) -> None:
+    from ray.data import DataContext
+    ctx = DataContext.get_current()
+    if quiet:
+        for attr in ("enable_progress_bars", "enable_operator_progress_bars"):
+            if hasattr(ctx, attr):
+                setattr(ctx, attr, False)
+        import logging
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def _cluster_sizing(workers: int | None) -> tuple[int, float]:
+    """(actors, gpus per actor): one actor per GPU, else ``workers`` (default: leave one CPU for reading)."""
+    import ray
+    import torch
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus and torch.cuda.is_available():
+        return (workers or gpus), 1.0
+    cpus = int(res.get("CPU", 1))
+    return (workers or max(1, cpus - 1)), 0.0
+
+
+def _actor_pool(n: int):
+    from ray.data import ActorPoolStrategy
+    return ActorPoolStrategy(min_size=n, max_size=n)
+
+
+# --------------------------------------------------------------------------- featurize
+def _featurize_row(row: dict, cfg: dict) -> dict:
+    from ..features import _featurize_one, _worker_init
+    _worker_init()
+    idx, err = _featurize_one((int(row["idx"]), row["path"], row["out"], cfg))
+    return {"idx": idx, "err": err or ""}
+
+
+def featurize(workspace, cfg=None, force: bool = False, progress: bool = True, address: str | None = None,
+              num_cpus: int | None = None, **_ignored) -> dict:
+    """:func:`audiovis.features.featurize` with decoding and log-mel in Ray tasks (same artifacts)."""
+    require_ray()
+    from ..features import featurize as local_featurize
+    ws = _ws(workspace)
+
+    def runner(todo):
+        if not todo:
+            return
+        with session(address, num_cpus) as ray:
+            rows = [{"idx": int(i), "path": str(p), "out": str(o)} for i, p, o, _ in todo]
+            ds = ray.data.from_items(rows, override_num_blocks=min(len(rows), 200))
+            ds = ds.map(_featurize_row, fn_kwargs={"cfg": todo[0][3]}, num_cpus=1)
+            for r in ds.iter_rows():
+                yield int(r["idx"]), (r["err"] or None)
+
+    return local_featurize(ws, cfg, force=force, progress=progress, runner=runner)
+
+
+# --------------------------------------------------------------------------- index
+class _Features:
+    """Memory-mapped features of a workspace (nothing catalogue-sized is loaded into memory)."""
+
+    def __init__(self, ws_path: str):
+        d = Path(ws_path) / "features"
+        from ..config import FeatureConfig
+        self.cfg = FeatureConfig.from_dict(json.loads((d / "config.json").read_text()))
+        self.logmel = np.load(d / "logmel.npy", mmap_mode="r")
+        self.offsets = np.load(d / "offsets.npy", mmap_mode="r")
+        self.windows = np.load(d / "windows.npy", mmap_mode="r")
+
+    def read(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Windows ``lo:hi`` -> (x [shape=(b, n_mels, window_frames), float16], songs [shape=(b,)])."""
+        W = self.cfg.window_frames
+        win = np.asarray(self.windows[lo:hi])
+        x = np.empty((hi - lo, self.cfg.n_mels, W), np.float16)
+        for j, (s, st) in enumerate(win):
+            a = int(self.offsets[s]) + int(st)
+            x[j] = self.logmel[a:a + W].T
+        return x, win[:, 0].copy()
+
+
+_FEATURES: dict[str, _Features] = {}
+
+
+def _read_batch(batch: dict, ws_path: str) -> dict:
+    f = _FEATURES.get(ws_path) or _FEATURES.setdefault(ws_path, _Features(ws_path))
+    lo, hi = int(batch["lo"][0]), int(batch["hi"][0])
+    x, songs = f.read(lo, hi)
+    return {"lo": np.array([lo]), "hi": np.array([hi]), "x": x[None], "songs": songs[None]}
+
+
+def _maxrss_mb() -> float:
+    """This process's private (anonymous) resident memory in MB: what a worker owns, without the shared pages
+    of memory-mapped workspace files and of Ray's object store (peak RSS counts those too)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _IndexActor:
+    """One model per actor; each call: one song-aligned batch -> its pickled unit state."""
+
+    def __init__(self, ws_path: str, k: int, threads: int = 1):
+        import torch
+
+        from ..train import load_model
+        from ..units import layer_sizes
+        torch.set_num_threads(threads)
+        ws = Workspace(ws_path)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, _ = load_model(ws)
+        self.model.to(self.device).eval()
+        self.layers = layer_sizes(self.model)
+        self.U = sum(self.layers.values())
+        self.K = self.model.cfg.n_factors
+        cfg = _Features(ws_path).cfg
+        self.hop_s = cfg.hop_length / cfg.sr
+        self.k = k
+        d = ws.index_dir
+        self.acts = np.load(d / "acts.partial.npy", mmap_mode="r+")
+        self.pred = np.load(d / "song_pred.partial.npy", mmap_mode="r+")
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        from ..index import _reduce_batch, _unit_state, window_activations
+        lo, hi = int(batch["lo"][0]), int(batch["hi"][0])
+        x = torch.from_numpy(np.asarray(batch["x"][0], dtype=np.float32)).to(self.device)
+        songs = np.asarray(batch["songs"][0], dtype=np.int64)
+        with torch.no_grad():
+            A, P = window_activations(self.model, x, self.layers, self.hop_s)
+        widx = np.arange(lo, hi)
+        self.acts[lo:hi] = A.astype(np.float16)
+        # every song of the batch is complete: its mean output is final (same arithmetic as the local path)
+        uniq, inv = np.unique(songs, return_inverse=True)
+        ssum = np.zeros((len(uniq), self.K))
+        np.add.at(ssum, inv, A[:, self.U - self.K:])
+        n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+        self.pred[uniq] = (ssum / n[:, None]).astype(np.float32)
+        st = _unit_state(self.U, self.k)
+        _reduce_batch(st, A, P, widx, songs, self.k)
+        acc = {"st": st, "windows": hi - lo, "rss_mb": _maxrss_mb()}   # max over calls
+        return {"acc": np.array([pickle.dumps(acc, protocol=5)], dtype=object)}
+
+
+def _fold(a: dict | None, b: dict | None, k: int) -> dict | None:
+    from ..index import _merge_state
+    if a is None or b is None:
+        return a if b is None else b
+    return {"st": _merge_state(a["st"], b["st"], k), "windows": a["windows"] + b["windows"],
+            "rss_mb": max(a["rss_mb"], b["rss_mb"])}
+
+
+def _state_aggregator(k: int):
+    """A Ray Data aggregation merging pickled per-batch states (map-side partial merges, then a final one)."""
+    from ray.data.block import BlockAccessor
+
+    def block_acc(block):
+        acc = None
+        for v in BlockAccessor.for_block(block).to_numpy("acc"):
+            acc = _fold(acc, pickle.loads(v), k)
+        return acc
+
+    def merge(a: bytes, b: bytes) -> bytes:
+        return pickle.dumps(_fold(pickle.loads(a) if a else None, pickle.loads(b) if b else None, k), protocol=5)
+
+    try:
+        from ray.data.aggregate import AggregateFnV2
+    except ImportError:  # Ray < 2.44: the older interface
+        from ray.data.aggregate import AggregateFn
+        return AggregateFn(init=lambda _k: b"", merge=merge,
+                           accumulate_block=lambda a, block: merge(a, pickle.dumps(block_acc(block), protocol=5)),
+                           finalize=lambda a: a, name="state")
+
+    class _StateAgg(AggregateFnV2):
+        def __init__(self):
+            super().__init__(name="state", zero_factory=lambda: b"", on=None, ignore_nulls=False)
+
+        def aggregate_block(self, block):
+            return pickle.dumps(block_acc(block), protocol=5)
+
+        def combine(self, current, new):
+            return merge(current, new)
+
+        def finalize(self, acc):
+            return acc
+
+    return _StateAgg()
+
+
+def _hist_task(batch: dict, ws_path: str, lo_e: np.ndarray, hi_e: np.ndarray) -> dict:
+    from ..index import _histograms
+    A_all = np.load(Path(ws_path) / "index" / "acts.partial.npy", mmap_mode="r")
+    h = _histograms(A_all, lo_e, hi_e, int(batch["lo"][0]), int(batch["hi"][0]))
+    return {"hist": h[None]}
+
+
+def build_index(workspace, cfg=None, force: bool = False, progress: bool = True, address: str | None = None,
+                workers: int | None = None, num_cpus: int | None = None, threads: int = 1,
+                stats: dict | None = None, **_ignored) -> dict:
+    """:func:`audiovis.index.build_index` on Ray (same artifacts, same top-k windows, statistics to float error).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Model actors (default: one per GPU, else the cluster's CPUs minus one, at least 1).
+    threads : int
+        torch threads per actor (CPU only).
+    stats : dict, optional
+        Filled with run facts: ``windows``, ``actors``, ``max_actor_rss_mb``, ``batches``.
+    """
+    require_ray()
+    from ..features import FeatureStore
+    from ..index import IndexConfig, _hist_edges, _song_batches, _write_index
+    from ..train import load_model
+    from ..units import layer_sizes
+    ws = _ws(workspace)
+    ws.require("train")
+    cfg = cfg or IndexConfig()
+    if threads < 1:
+        raise ParameterError(f"threads must be at least 1, got {threads}")
+    done = ws.get_meta("done:index")
+    if done and not force and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
+        return done["summary"]
+    store = FeatureStore(ws)
+    model, _ = load_model(ws)
+    layers = layer_sizes(model)
+    U, K, k = sum(layers.values()), model.cfg.n_factors, cfg.k
+    nW, n_songs = len(store.windows), store.n_songs
+    bounds = [(int(w[0]), int(w[-1]) + 1) for _, _, w in _song_batches(store, 0, cfg.batch_windows) if len(w)]
+    del store, model
+    d = ws.index_dir
+    d.mkdir(parents=True, exist_ok=True)
+    partial_acts, pred_path = d / "acts.partial.npy", d / "song_pred.partial.npy"
+    np.lib.format.open_memmap(partial_acts, mode="w+", dtype=np.float16, shape=(nW, U)).flush()
+    pred = np.lib.format.open_memmap(pred_path, mode="w+", dtype=np.float32, shape=(n_songs, K))
+    pred[:] = np.nan
+    pred.flush()
+    del pred
+    ws_path = str(ws.path.resolve())
+    with session(address, num_cpus, quiet=not progress) as ray:
+        n_act, gpus = _cluster_sizing(workers)
+        if bounds:
+            ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in bounds],
+                                     override_num_blocks=min(len(bounds), max(4 * n_act, 8)))
+            ds = ds.map_batches(_read_batch, batch_size=1, fn_kwargs={"ws_path": ws_path}, num_cpus=1)
+            ds = ds.map_batches(_IndexActor, batch_size=1, fn_constructor_kwargs={
+                "ws_path": ws_path, "k": k, "threads": threads}, compute=_actor_pool(n_act),
+                num_cpus=0 if gpus else 1, num_gpus=gpus)
+            out = ds.aggregate(_state_aggregator(k))["state"]
+            acc = pickle.loads(out)
+        else:
+            from ..index import _unit_state
+            acc = {"st": _unit_state(U, k), "windows": 0, "rss_mb": 0.0}
+        st = acc["st"]
+        if acc["windows"] != nW:
+            raise AudiovisError(f"index (ray): {acc['windows']} of {nW} windows came back; run it again")
+        lo_e, hi_e = _hist_edges(st["vmin"], st["vmax"])
+        hist = np.zeros((U, 32), np.int64)
+        if nW:
+            step = 16384
+            hs = ray.data.from_items([{"lo": i, "hi": min(i + step, nW)} for i in range(0, nW, step)])
+            hs = hs.map_batches(_hist_task, batch_size=1, num_cpus=1,
+                                fn_kwargs={"ws_path": ws_path, "lo_e": lo_e, "hi_e": hi_e})
+            for b in hs.iter_batches(batch_size=16, batch_format="numpy"):
+                hist += b["hist"].sum(0)
+    if stats is not None:
+        stats.update({"windows": nW, "actors": n_act, "batches": len(bounds), "max_actor_rss_mb": acc["rss_mb"]})
+    song_pred = np.load(pred_path, mmap_mode="r")
+    summary = _write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, d / "state.partial.npz", hist=hist)
+    del song_pred
+    pred_path.unlink(missing_ok=True)
+    return summary
+
+
+# --------------------------------------------------------------------------- embed
+def _decode_row(row: dict, fcfg: dict, max_duration: float) -> dict:
+    from ..coldstart import frame_windows, song_frames, validate_audio
+    from ..config import FeatureConfig
+    from ..features import _worker_init
+    _worker_init()
+    cfg = FeatureConfig.from_dict(fcfg)
+    out = {"i": row["i"], "file": row["file"], "err": "", "duration": 0.0, "sr": 0, "channels": 0,
+           "x": np.zeros((0, cfg.n_mels, cfg.window_frames), np.float16), "starts": np.zeros(0, np.int64)}
+    try:
+        meta = validate_audio(row["file"], None, max_bytes=None, max_duration=max_duration)
+        frames = song_frames(row["file"], cfg, None, max_duration=max_duration)
+        starts, x = frame_windows(frames, cfg.window_frames)
+    except AudiovisError as e:
+        out["err"] = str(e)
+        return out
+    out.update(duration=float(meta.duration), sr=int(meta.sr), channels=int(meta.channels),
+               x=x.astype(np.float16), starts=starts)
+    return out
+
+
+class _EmbedActor:
+    def __init__(self, ws_path: str, batch_windows: int = 256, threads: int = 1):
+        import torch
+
+        from ..train import load_model
+        torch.set_num_threads(threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model, _ = load_model(Workspace(ws_path))
+        self.model.to(self.device).eval()
+        self.bw = batch_windows
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+        x = np.asarray(batch["x"][0], dtype=np.float32)
+        outs = []
+        with torch.no_grad():
+            for i in range(0, len(x), self.bw):
+                outs.append(self.model(torch.from_numpy(x[i:i + self.bw]).to(self.device)).float().cpu().numpy())
+        Y = np.concatenate(outs) if outs else np.zeros((0, self.model.cfg.n_factors), np.float32)
+        keep = {k: batch[k] for k in ("i", "file", "err", "duration", "sr", "channels")}
+        return {**keep, "Y": Y[None], "starts": np.asarray(batch["starts"][0])[None]}
+
+
+def embed(workspace, files, per_window: bool = False, address: str | None = None, workers: int | None = None,
+          num_cpus: int | None = None, threads: int = 1, **_ignored):
+    """Like ``ColdStart.embed`` (same factors): decoding in Ray tasks, the model in an actor pool.
+
+    Returns
+    -------
+    embeddings : list of Embedding (input order; ``window_factors`` always filled)
+    failed : list of {"file", "reason"}
+    """
+    require_ray()
+    from ..coldstart import ColdStartConfig, Embedding, _as_list
+    ws = _ws(workspace)
+    ws.require("train", "featurize")
+    files = [str(f) for f in _as_list(files)]
+    fcfg = json.loads((ws.features_dir / "config.json").read_text())
+    hop_s = fcfg["hop_length"] / fcfg["sr"]
+    max_duration = ColdStartConfig().max_duration
+    ws_path = str(ws.path.resolve())
+    with session(address, num_cpus) as ray:
+        n_act, gpus = _cluster_sizing(workers)
+        ds = ray.data.from_items([{"i": i, "file": f} for i, f in enumerate(files)],
+                                 override_num_blocks=max(1, min(len(files), 200)))
+        ds = ds.map(_decode_row, fn_kwargs={"fcfg": fcfg, "max_duration": max_duration}, num_cpus=1)
+        ds = ds.map_batches(_EmbedActor, batch_size=1, fn_constructor_kwargs={"ws_path": ws_path,
+                            "threads": threads}, compute=_actor_pool(n_act),
+                            num_cpus=0 if gpus else 1, num_gpus=gpus)
+        rows = list(ds.iter_rows())
+    rows.sort(key=lambda r: int(r["i"]))
+    embs, failed = [], []
+    for r in rows:
+        if r["err"]:
+            failed.append({"file": r["file"], "reason": r["err"]})
+            continue
+        Y = np.asarray(r["Y"], np.float32)
+        embs.append(Embedding(file=r["file"], song_id=Path(r["file"]).stem, duration=float(r["duration"]),
+                              sr=int(r["sr"]), channels=int(r["channels"]), factors=Y.mean(0), window_factors=Y,
+                              window_starts=np.asarray(r["starts"]) * hop_s))
+    return embs, failed
