@@ -87,10 +87,16 @@ def load(path: str | os.PathLike, sr: int = SR, mono: bool = True, offset: float
         raise AudioError(f"'{path}': cannot decode ({_short(e)}); the file may be truncated or corrupt") from None
     if y.shape[0] == 0:
         raise AudioError(f"'{path}': decoded no samples; the file may be truncated or corrupt")
-    y = y.mean(axis=1) if mono else y.T
-    if not np.all(np.isfinite(y)):
+    if not mono:
+        y = y.T
+    elif y.shape[1] == 1:
+        y = y[:, 0]                       # (n, 1) -> (n,), contiguous; y.mean(axis=1) took 25% of decoding time
+    else:
+        y = y @ np.full(y.shape[1], 1.0 / y.shape[1], np.float32)      # mean over channels, one fast pass
+    peak = float(np.max(np.abs(y)))      # NaN and infinity propagate into the peak: one pass checks both
+    if not np.isfinite(peak):
         raise AudioError(f"'{path}': decoded samples contain NaN or infinity")
-    if not allow_silence and float(np.max(np.abs(y))) < 1e-5:
+    if not allow_silence and peak < 1e-5:
         raise AudioError(f"'{path}': audio is silent (peak below -100 dBFS)")
     return resample(y, file_sr, sr)
 

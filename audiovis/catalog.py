@@ -142,6 +142,44 @@ def _signature(*parts) -> str:
     return h.hexdigest()
 
 
+def content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-1 of a file's bytes (identical files under two song ids are duplicates)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _drop_duplicates(songs: list[tuple], problems: list[tuple[str, str]]) -> tuple[list[tuple], dict[str, str]]:
+    """Keep the first (in song id order) of songs with byte-identical files; skip the others with the reason.
+
+    Only files whose sizes collide are hashed, so a library of distinct songs costs one ``stat`` per file.
+    Returns the kept songs and {skipped song id: kept song id} (their plays are credited to the kept song).
+    """
+    by_size: dict[int, list[int]] = {}
+    for i, s in enumerate(songs):
+        by_size.setdefault(os.stat(s[1]).st_size, []).append(i)
+    first: dict[str, str] = {}
+    aliases: dict[str, str] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        for i in group:
+            sid, path = songs[i][0], songs[i][1]
+            try:
+                digest = content_hash(path)
+            except OSError:
+                continue
+            if digest in first:
+                aliases[sid] = first[digest]
+                problems.append((sid, f"duplicate of song '{first[digest]}' (identical file content, sha1 "
+                                      f"{digest[:12]}); skipped, its plays count for '{first[digest]}'"))
+            else:
+                first[digest] = sid
+    return [s for s in songs if s[0] not in aliases], aliases
+
+
 def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLike, plays: str | os.PathLike,
            manifest: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
            segments: str | os.PathLike | None = None, max_duration: float = 1800.0, min_duration: float = 3.0,
@@ -160,7 +198,15 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     labels, segments : str or Path, optional
         Ground truth, when known (the demo world has it).
     max_duration, min_duration : float
-        Songs outside these bounds (seconds) are skipped with the reason.
+        Songs outside these bounds (seconds) are skipped with the reason; the bounds are inclusive (a file of
+        exactly 30 minutes is accepted with the default limit).
+
+    Notes
+    -----
+    Songs whose files are byte-identical (the same file under two song ids, a copy, a symlink to it) are
+    duplicates: the first in song id order is kept, the others are skipped with the reason "duplicate of song
+    ..." in the report, and their plays are credited to the kept song, so no play is lost and the cold-start
+    test split never holds a copy of a training song.
 
     Returns
     -------
@@ -187,6 +233,7 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     for sid, p in tqdm(sorted(mapping.items()), desc="ingest: checking audio", unit="song", disable=not progress):
         try:
             meta = audio.info(p)
+            # the limit is inclusive: a file of exactly max_duration seconds (30 min by default) is accepted
             if meta.duration > max_duration:
                 raise AudioError(f"'{p}': {meta.duration:.0f} s is longer than the limit of {max_duration:.0f} s")
             if meta.duration < min_duration:
@@ -195,18 +242,22 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
             problems.append((sid, str(e)))
             continue
         songs.append((sid, str(p.resolve()), meta.duration, meta.sr, meta.channels))
+    songs, aliases = _drop_duplicates(songs, problems)
 
     song_idx = {s[0]: i for i, s in enumerate(songs)}
     users: dict[str, int] = {}
-    play_rows = []
+    pair_plays: dict[tuple[int, int], float] = {}
     unknown = 0
     unknown_ids: dict[str, int] = {}
     for (u, s), n in log.counts.items():
+        s = aliases.get(s, s)                 # plays of a duplicate count for the song it duplicates
         if s not in song_idx:
             unknown += 1
             unknown_ids[s] = unknown_ids.get(s, 0) + 1
             continue
-        play_rows.append((users.setdefault(u, len(users)), song_idx[s], n))
+        key = (users.setdefault(u, len(users)), song_idx[s])
+        pair_plays[key] = pair_plays.get(key, 0.0) + n
+    play_rows = [(u, s, n) for (u, s), n in pair_plays.items()]
     if not play_rows:
         why = f"; {len(problems)} songs were skipped, e.g. {problems[0][0]}: {problems[0][1]}" if problems else ""
         raise DataError(f"no row of the listening log '{plays}' names a usable song: "
@@ -240,7 +291,7 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
         "songs": len(songs), "songs_skipped": len([p for p in problems if not p[0].endswith(")")]),
         "users": len(users), "pairs": len(play_rows), "plays": float(sum(r[2] for r in play_rows)),
         "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
-        "unknown_song_pairs": unknown, "labelled_songs": len([s for s in label_map if s in song_idx]),
+        "unknown_song_pairs": unknown, "duplicates": len(aliases), "labelled_songs": len([s for s in label_map if s in song_idx]),
     }
     ws.mark_done("ingest", {"signature": sig, "summary": summary})
     return summary

@@ -62,7 +62,8 @@ def read_log(path: str | os.PathLike) -> PlayLog:
     path = Path(path)
     if not path.exists():
         raise DataError(f"listening log '{path}' not found")
-    with open(path, "r", encoding="utf-8", errors="replace", newline="") as f:
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the header
+    with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as f:
         text = f.read()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:

@@ -5,87 +5,17 @@ of the clip's length, and saves a screenshot (to a tmp dir, and to $AUDIOVIS_SCR
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from _browser import CHROMIUM, CHROMIUM_ARGS, open_and_wait, serve_app
+from _browser import need_browser as _need_browser
 
 pytestmark = pytest.mark.slow
-
-APP = Path(__file__).resolve().parents[1] / "streamlit_app.py"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve_app(ws_path, timeout: float = 90.0):
-    """Run the page with `streamlit run` on a free localhost port; yields its base URL; always stops it."""
-    port = _free_port()
-    env = dict(os.environ, AUDIOVIS_WORKSPACE=str(ws_path), OPENBLAS_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address",
-           "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.time()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early: {proc.stdout.read().decode(errors='replace')[-2000:]}")
-            try:
-                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.time() - t0 > timeout:
-                raise RuntimeError(f"streamlit did not answer on {base} within {timeout:.0f} s")
-            time.sleep(0.3)
-        yield base
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        proc.stdout.close()
-
-
-def open_and_wait(page, url: str, n_audio: int, timeout_ms: int = 120_000) -> None:
-    """Open a page URL and wait until it shows ``n_audio`` audio players and has finished running."""
-    page.goto(url)
-    page.wait_for_function(f"document.querySelectorAll('audio').length >= {n_audio}", timeout=timeout_ms)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms)
-    page.wait_for_timeout(500)
-
-
-def _need_browser():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip(f"Debian chromium is not installed at {CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        pytest.skip("playwright (python) is not installed: pip install playwright")
 
 
 def test_unit_view_in_a_real_browser(built_ws, tmp_path):

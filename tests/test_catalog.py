@@ -60,3 +60,22 @@ def test_bad_inputs(tmp_path, corpus):
     m.write_text("name,where\n")
     with pytest.raises(DataError, match="needs a song id column"):
         read_manifest(m, tmp_path)
+
+
+def test_manifest_symlink_out_of_root_is_refused(tmp_path):
+    import os
+    root = tmp_path / "lib"
+    root.mkdir()
+    sf.write(tmp_path / "secret.wav", np.full(22050 * 4, 0.1, np.float32), 22050)
+    sf.write(root / "real.wav", np.full(22050 * 4, 0.2, np.float32), 22050)
+    os.symlink(tmp_path / "secret.wav", root / "innocent.wav")    # looks inside, points outside
+    os.symlink(root / "real.wav", root / "alias.wav")              # inside -> inside is fine
+    m = tmp_path / "m.csv"
+    m.write_text("song_id,file\nleak,innocent.wav\nok,alias.wav\nabs,%s\n" % (tmp_path / "secret.wav"))
+    mapping, problems = read_manifest(m, root)
+    assert list(mapping) == ["ok"]
+    msgs = dict(problems)
+    assert "'innocent.wav' points outside the library root" in msgs["leak"]
+    assert "points outside the library root" in msgs["abs"]
+    mapping, problems = read_manifest(m, root, allow_outside=True)
+    assert sorted(mapping) == ["abs", "leak", "ok"] and not problems

@@ -11,31 +11,7 @@ import streamlit as st
 from .. import coldstart as cs
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import AudiovisError
-
-try:                                   # shared helpers of the page (audiovis/ui/common.py)
-    from .common import clip_player, encoded_clip, format_labels, song_link, unit_link
-except ImportError:                    # pragma: no cover - minimal fallbacks when the page helpers are absent
-    from urllib.parse import urlencode
-
-    def clip_player(data: bytes, mime: str = "audio/ogg") -> None:
-        st.audio(data, format=mime)
-
-    @st.cache_data(show_spinner=False, max_entries=512)
-    def encoded_clip(ws_path: str, song_idx: int, start_s: float, end_s: float, fmt: str = "ogg"):
-        from ..clips import cut_and_encode
-        eng = cs.get_engine(ws_path)
-        c = cut_and_encode(eng.ws.resolve_audio(eng.songs[song_idx]["path"]), start_s, end_s - start_s, fmt=fmt)
-        return c.data, c.mime
-
-    def format_labels(labels: dict) -> str:
-        return " · ".join(f"{c}={v}" for c, v in labels.items())
-
-    def unit_link(unit: str, ws_path: str | None = None, n: int = 10, bottom: bool = False) -> str:
-        return "?" + urlencode({**({"ws": ws_path} if ws_path else {}), "view": "unit", "unit": unit, "n": n,
-                                "bottom": int(bottom)})
-
-    def song_link(song_id: str, ws_path: str | None = None, layer: str | None = None) -> str:
-        return "?" + urlencode({**({"ws": ws_path} if ws_path else {}), "view": "song", "song": song_id})
+from .common import clip_player, encoded_clip, format_labels, song_link, unit_link
 
 
 @st.cache_resource(show_spinner="Loading the model for cold-start queries...", max_entries=4)

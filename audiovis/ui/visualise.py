@@ -13,30 +13,7 @@ import os
 import numpy as np
 import streamlit as st
 
-try:  # the page's shared, cached loaders
-    from .common import clip_player, get_index, get_model, unit_link
-except Exception:  # pragma: no cover - a minimal fallback when the page's common module is missing
-    from urllib.parse import urlencode
-
-    @st.cache_resource(show_spinner="Loading the unit index...")
-    def get_index(ws_path: str):
-        from ..index import UnitIndex
-        from ..workspace import Workspace
-        return UnitIndex(Workspace(ws_path))
-
-    @st.cache_resource(show_spinner="Loading the model...")
-    def get_model(ws_path: str):
-        from ..train import load_model
-        from ..workspace import Workspace
-        return load_model(Workspace(ws_path))[0]
-
-    def clip_player(data: bytes, mime: str = "audio/ogg") -> None:
-        st.audio(data, format=mime)
-
-    def unit_link(unit: str, ws_path: str | None = None, n: int = 10, bottom: bool = False) -> str:
-        q = {"ws": str(ws_path)} if ws_path else {}
-        q.update({"view": "unit", "unit": str(unit), "n": int(n), "bottom": int(bool(bottom))})
-        return "?" + urlencode(q)
+from .common import clip_player, get_index, get_model, unit_link
 
 
 def _threads():
@@ -213,6 +190,7 @@ def _dissection(ws_path: str, mtime: float) -> dict:
 
 def _dissection_section(ws_path: str):
     import pandas as pd
+
     from ..visualise.dissect import dissect, search_units
     ws = _ws(ws_path)
     p = ws.index_dir / "dissection.json"
