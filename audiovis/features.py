@@ -115,6 +115,37 @@ def _worker_init():
         pass
 
 
+def _spawn_can_start() -> bool:
+    """Spawned workers re-run the parent's ``__main__`` file; where that file is gone (Streamlit's AppTest, some
+    notebooks and embedded interpreters) they die at start, so featurize in this process instead."""
+    import sys
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return getattr(main, "__spec__", None) is not None or path is None or os.path.exists(path)
+
+
+def _run_pool(todo: list, n_jobs: int, failed: dict, bar) -> list:
+    """Featurize ``todo`` in ``n_jobs`` spawned processes; returns the items left undone if the pool broke
+    (a worker killed or unable to start), which the caller then runs in this process."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    done: set[int] = set()
+    try:
+        with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as ex:
+            futures = [ex.submit(_featurize_one, item) for item in todo]
+            for fut in as_completed(futures):
+                idx, err = fut.result()
+                done.add(idx)
+                if err:
+                    failed[idx] = err
+                bar.update()
+    except BrokenProcessPool as e:
+        import warnings
+        warnings.warn(f"featurize: worker processes failed ({e}); continuing in this process", RuntimeWarning,
+                      stacklevel=3)
+    return [item for item in todo if item[0] not in done]
+
+
 def _featurize_one(args):
     idx, path, out, cfg_dict = args
     cfg = FeatureConfig.from_dict(cfg_dict)
@@ -168,15 +199,11 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
             if err:
                 failed[idx] = err
             bar.update()
-    elif n_jobs > 1 and len(todo) > 4:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(n_jobs, initializer=_worker_init) as pool:
-            for idx, err in pool.imap_unordered(_featurize_one, todo, chunksize=2):
-                if err:
-                    failed[idx] = err
-                bar.update()
     else:
-        for item in todo:
+        pending = todo
+        if n_jobs > 1 and len(todo) > 4 and _spawn_can_start():
+            pending = _run_pool(todo, n_jobs, failed, bar)
+        for item in pending:                     # serial path, or what a broken pool left undone
             idx, err = _featurize_one(item)
             if err:
                 failed[idx] = err

@@ -64,3 +64,20 @@ def test_featurize_resumes_and_reports_failures(corpus, tmp_path):
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
     assert after.keys() == mtimes.keys()
     assert all(after[k] == mtimes[k] for k in after if k != "5.npy")
+
+
+def test_featurize_works_when_main_module_file_is_gone(corpus, tmp_path, monkeypatch):
+    """Streamlit's AppTest and some notebooks leave a ``__main__`` whose file no longer exists; spawned workers
+    would die at start and a plain multiprocessing pool would hang. featurize must finish anyway."""
+    import sys
+    import types
+
+    from audiovis.catalog import ingest
+    from audiovis.features import featurize
+    fake = types.ModuleType("__main__")
+    fake.__file__ = str(tmp_path / "deleted_script.py")
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    ws = Workspace(tmp_path / "ws")
+    ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
+    s = featurize(ws, n_jobs=2, progress=False)
+    assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
