@@ -121,7 +121,16 @@ def _spawn_can_start() -> bool:
     import sys
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    return getattr(main, "__spec__", None) is not None or path is None or os.path.exists(path)
+    if path is not None and not os.path.exists(path):
+        return False
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name not in ("__main__", None):
+        import importlib.util
+        try:
+            return importlib.util.find_spec(spec.name) is not None
+        except (ImportError, ValueError):
+            return False
+    return True
 
 
 def _run_pool(todo: list, n_jobs: int, failed: dict, bar) -> list:
