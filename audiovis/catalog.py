@@ -288,7 +288,7 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
                        (Path(plays).name, f"unknown or unusable song id: {unknown} user-song pairs "
                                           f"({len(unknown_ids)} songs, e.g. {some})"))
     summary = {
-        "songs": len(songs), "songs_skipped": len([p for p in problems if not p[0].endswith(")")]),
+        "songs": len(songs), "songs_skipped": len(problems),
         "users": len(users), "pairs": len(play_rows), "plays": float(sum(r[2] for r in play_rows)),
         "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
         "unknown_song_pairs": unknown, "duplicates": len(aliases), "labelled_songs": len([s for s in label_map if s in song_idx]),

@@ -165,6 +165,14 @@ def _song_batches(store: FeatureStore, start_song: int, batch_windows: int):
         s = e
 
 
+def up_to_date(ws: Workspace, cfg: IndexConfig) -> dict | None:
+    """The finished index stage's record when the index on disk was built with ``cfg``, else None."""
+    done = ws.get_meta("done:index")
+    if done and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
+        return done
+    return None
+
+
 @torch.no_grad()   # not torch.set_grad_enabled(False): that leaked into the caller (training after it failed)
 def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | None = None, force: bool = False,
                 progress: bool = True) -> dict:
@@ -173,8 +181,8 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("train")
     cfg = cfg or IndexConfig()
-    done = ws.get_meta("done:index")
-    if done and not force and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
+    done = up_to_date(ws, cfg)
+    if done and not force:
         return done["summary"]
     store = FeatureStore(ws)
     model, _ = load_model(ws)

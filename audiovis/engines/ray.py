@@ -296,7 +296,7 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     """
     require_ray()
     from ..features import FeatureStore
-    from ..index import IndexConfig, _hist_edges, _song_batches, _write_index
+    from ..index import IndexConfig, _hist_edges, _song_batches, _write_index, up_to_date
     from ..train import load_model
     from ..units import layer_sizes
     ws = _ws(workspace)
@@ -304,8 +304,8 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     cfg = cfg or IndexConfig()
     if threads < 1:
         raise ParameterError(f"threads must be at least 1, got {threads}")
-    done = ws.get_meta("done:index")
-    if done and not force and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
+    done = up_to_date(ws, cfg)
+    if done and not force:
         return done["summary"]
     store = FeatureStore(ws)
     model, _ = load_model(ws)
