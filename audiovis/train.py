@@ -27,7 +27,9 @@ class TrainConfig(_Config):
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2
-    patience: int = 10
+    patience: int = 10        # stop after this many epochs without a better validation MSE
+    lr_decay: float = 0.3     # multiply the learning rate by this after lr_patience epochs without improvement
+    lr_patience: int = 3      # (ReduceLROnPlateau); lr_decay = 1 keeps the rate constant
     seed: int = 0
     device: str = "auto"      # 'auto' uses CUDA when present
     num_threads: int = 0      # torch CPU threads; 0 = all cores
@@ -160,6 +162,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     model.out_std.copy_(torch.from_numpy(Y[tr].std(0) + 1e-6))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_decay, patience=cfg.lr_patience) \
+        if cfg.lr_decay < 1 else None
     crops = _Crops(store, tr, Y[tr], rng)
     va_windows = np.flatnonzero(np.isin(store.windows[:, 0], va))
     va_targets = torch.from_numpy(Y[store.windows[va_windows, 0]])
@@ -170,6 +174,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         if st.get("config") == cfg.to_dict():
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
+            if sched is not None and st.get("sched"):
+                sched.load_state_dict(st["sched"])
             start_epoch, best, best_epoch = st["epoch"] + 1, st["best"], st["best_epoch"]
             history, best_state = st["history"], st["best_state"]
             torch.set_rng_state(st["torch_rng"])
@@ -198,15 +204,20 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             bar.set_postfix(loss=f"{loss.item():.4f}")
         pred = torch.from_numpy(predict_windows(model, store, va_windows))
         vl = F.mse_loss((pred - va_targets) / model.out_std.cpu(), torch.zeros_like(pred)).item()
-        history.append({"epoch": epoch + 1, "train_mse": tl / cfg.steps_per_epoch, "valid_mse": vl})
+        history.append({"epoch": epoch + 1, "train_mse": tl / cfg.steps_per_epoch, "valid_mse": vl,
+                        "lr": opt.param_groups[0]["lr"]})
+        if sched is not None:
+            sched.step(vl)
         if vl < best:
             best, best_epoch = vl, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if progress:
-            print(f"train: epoch {epoch + 1:3d}  train mse {tl / cfg.steps_per_epoch:.4f}  valid mse {vl:.4f}"
+            print(f"train: epoch {epoch + 1:3d}  lr {history[-1]['lr']:.1e}  train mse {tl / cfg.steps_per_epoch:.4f}  "
+                  f"valid mse {vl:.4f}"
                   + ("  *" if best_epoch == epoch else ""))
         st = {"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
               "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state,
+              "sched": sched.state_dict() if sched is not None else None,
               "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state}
         from .workspace import atomic_path
         with atomic_path(state_path, suffix=".pt") as tmp:

@@ -45,20 +45,20 @@ HERE = Path(__file__).resolve().parent
 # --------------------------------------------------------------------------
 # Musical vocabulary
 # --------------------------------------------------------------------------
-# name -> (MMA groove, MMA groove with sustained pad, beats per bar, bpm range)
+# name -> (MMA groove, MMA groove with sustained pad, beats per bar, medium tempo)
 # BPM is MMA's "Tempo" (quarter notes per minute).  Polka, Ska and RagTime are
 # written in 4/4 by MMA and are meant to be played at double tempo.
 GROOVES = {
-    "bossanova": ("BossaNova", "BossaNovaSus", 4, (100, 150)),
-    "swing": ("Swing", "SwingSus", 4, (100, 190)),
-    "rock": ("BasicRock", "BasicRockSus", 4, (100, 150)),
-    "polka": ("Polka", "PolkaSus", 4, (160, 230)),
-    "waltz": ("Waltz", "WaltzSus", 3, (90, 150)),
-    "ska": ("Ska", "SkaSus", 4, (140, 200)),
-    "ragtime": ("RagTime", "RagtimeSus", 4, (150, 210)),
-    "bluegrass": ("BlueGrass", "BlueGrassSus", 4, (110, 170)),
-    "salsa": ("Salsa", "SalsaSus", 4, (140, 200)),
-    "tango": ("Tango", "TangoCleanSus", 4, (100, 130)),
+    "bossanova": ("BossaNova", "BossaNovaSus", 4, 125),
+    "swing": ("Swing", "SwingSus", 4, 140),
+    "rock": ("BasicRock", "BasicRockSus", 4, 125),
+    "polka": ("Polka", "PolkaSus", 4, 190),
+    "waltz": ("Waltz", "WaltzSus", 3, 120),
+    "ska": ("Ska", "SkaSus", 4, 165),
+    "ragtime": ("RagTime", "RagtimeSus", 4, 175),
+    "bluegrass": ("BlueGrass", "BlueGrassSus", 4, 140),
+    "salsa": ("Salsa", "SalsaSus", 4, 165),
+    "tango": ("Tango", "TangoCleanSus", 4, 115),
 }
 # name -> (MMA / General MIDI voice, lowest MIDI note, highest MIDI note,
 #          MMA "Solo Volume" in percent).  Volumes balance the leads: with them
@@ -75,8 +75,17 @@ LEADS = {
 NO_LEAD = "none"
 P_NO_LEAD = 0.15
 P_LATE_ENTRY = 0.40           # among songs with a lead
-LATE_ENTRY_BARS = (3, 4, 5, 6)  # 1-based bar at which a late lead enters
-TEMPO_CLASSES = ("slow", "medium", "fast")  # thirds of the groove's bpm range
+LATE_ENTRY_BARS = (2, 3, 4, 5)  # 1-based bar at which a late lead enters
+TEMPO_CLASSES = ("slow", "medium", "fast")
+# a class is the groove's medium tempo times this factor, +-TEMPO_JITTER: adjacent classes are 1.25x apart,
+# audibly slower or faster (a listener hears "fast" as absolute pace, not as a third of a range)
+TEMPO_FACTOR = {"slow": 0.8, "medium": 1.0, "fast": 1.25}
+TEMPO_JITTER = 0.04
+# keys: C, D and E, major or minor.  No two of these six keys share their pitch classes (no relative
+# major/minor pair: A minor, B minor, C# minor, Eb, F and G major are left out), so mode is audible as which
+# pitches sound, which a model without pitch-shift invariance (mel bins as channels) can learn from 600 songs;
+# with all 12 keys mode is a relation between pitches, and neither audio model heard it (samples/README.md).
+KEYS = (0, 2, 4)
 MODES = ("major", "minor")
 DENSITIES = ("sparse", "dense")
 NOTE_NAMES = ["C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
@@ -111,8 +120,8 @@ RHYTHMS = {
 CADENCE = {(4, "sparse"): [6, -2], (4, "dense"): [2, 2, 4],
            (3, "sparse"): [4, -2], (3, "dense"): [2, 4]}   # negative = rest
 DUR = {1: "8", 2: "4", 3: "4.", 4: "2", 6: "2.", 8: "1"}
-MUSIC_SECONDS = (19.0, 21.3)   # target length of the chord chart, before the 1 s tail
-TOTAL_SECONDS = (20.0, 22.5)   # hard limits of a song's length (tail included)
+MUSIC_SECONDS = (12.5, 14.3)   # target length of the chord chart, before the 1 s tail
+TOTAL_SECONDS = (13.5, 15.5)   # hard limits of a song's length (tail included)
 TAIL_SECONDS = 1.0             # reverb/release tail kept (faded out)
 TARGET_RMS_DBFS = -20.0
 PEAK_LIMIT = 0.89
@@ -188,14 +197,12 @@ def make_specs(seed, n_songs):
     tempos = balanced(rng, TEMPO_CLASSES, n_songs)
     modes = balanced(rng, MODES, n_songs)
     dens = balanced(rng, DENSITIES, n_songs)
-    keys = balanced(rng, range(12), n_songs)
+    keys = balanced(rng, KEYS, n_songs)
     specs = []
     for i in range(n_songs):
         g, lead, tc, mode, den, tonic = grooves[i], leads[i], tempos[i], modes[i], dens[i], keys[i]
-        mma_groove, mma_sus, beats, (b0, b1) = GROOVES[g]
-        t = TEMPO_CLASSES.index(tc)
-        edges = np.linspace(b0, b1, 4)
-        bpm = int(rng.integers(int(np.ceil(edges[t])), int(np.floor(edges[t + 1])) + 1))
+        mma_groove, mma_sus, beats, medium = GROOVES[g]
+        bpm = int(round(medium * TEMPO_FACTOR[tc] * rng.uniform(1 - TEMPO_JITTER, 1 + TEMPO_JITTER)))
         bar_s = beats * 60.0 / bpm
         target = rng.uniform(*MUSIC_SECONDS)
         n_bars = int(round(target / bar_s))
@@ -410,7 +417,7 @@ def make_listeners(seed, specs, P=LISTENER):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-songs", type=int, default=400)
+    ap.add_argument("--n-songs", type=int, default=600)
     ap.add_argument("--n-users", type=int, default=LISTENER["n_users"])
     ap.add_argument("--jobs", type=int, default=2, help="parallel renderers (max 2 recommended)")
     ap.add_argument("--quality", type=float, default=-1,

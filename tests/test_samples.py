@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-N_SONGS = 400
+N_SONGS = 600
 MIN_USERS = 1000
 
 
@@ -49,7 +49,7 @@ def test_files_exist(songs):
     assert len({s["song_id"] for s in songs}) == N_SONGS
     for s in songs:
         assert (SAMPLES / s["file"]).is_file(), s["file"]
-        assert 20.0 <= float(s["duration_s"]) <= 30.0
+        assert 13.0 <= float(s["duration_s"]) <= 16.0
     size = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file())
     assert size <= 30e6, f"samples/ is {size / 1e6:.1f} MB"
 
@@ -66,13 +66,24 @@ def test_song_columns(songs):
         assert s["mode"] in {"major", "minor"}
         assert s["density"] in {"sparse", "dense"}
         assert 60 <= int(s["bpm"]) <= 260
+        assert s["key"] in {"C", "D", "E"}
         if s["lead"] == "none":
             assert s["lead_entry_s"] == ""
         else:
-            assert 0.0 <= float(s["lead_entry_s"]) < float(s["duration_s"]) - 5
+            assert 0.0 <= float(s["lead_entry_s"]) < float(s["duration_s"]) - 3.5
     late = [s for s in songs if s["lead"] != "none" and float(s["lead_entry_s"]) > 0]
     with_lead = [s for s in songs if s["lead"] != "none"]
     assert 0.25 < len(late) / len(with_lead) < 0.55
+
+
+def test_tempo_classes_audibly_apart(songs):
+    """Within a groove, each tempo class is ~1.25x the one below, with no overlap (a listener hears 'fast')."""
+    by = defaultdict(lambda: defaultdict(list))
+    for s in songs:
+        by[s["groove"]][s["tempo_class"]].append(int(s["bpm"]))
+    for g, cls in by.items():
+        assert max(cls["slow"]) * 1.1 < min(cls["medium"]), g
+        assert max(cls["medium"]) * 1.1 < min(cls["fast"]), g
 
 
 def test_audio_decodes(songs):
@@ -160,7 +171,7 @@ def song_factors(songs, plays):
 def test_learnability(songs, song_factors):
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(songs))
-    train, test = perm[:280], perm[280:]
+    train, test = perm[:420], perm[420:]
     report = {}
     for concept in ["groove", "lead", "tempo_class", "mode", "density"]:
         labels = [s[concept] for s in songs]
@@ -183,7 +194,7 @@ def test_hidden_factor_is_real(songs, song_factors):
         for c in ["groove", "lead", "tempo_class", "mode", "density"]])
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(songs))
-    train, test = perm[:280], perm[280:]
+    train, test = perm[:420], perm[420:]
     r2_factors = _r2(song_factors, h, train, test, ridge=10.0)
     r2_concepts = _r2(onehot, h, train, test, ridge=10.0)
     print(f"held-out R^2 of hidden artist vectors: from song factors {r2_factors:.3f}, "
