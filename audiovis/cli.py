@@ -230,7 +230,10 @@ def _print_report(ws, stage, limit=20):
         print(f"  ... and {len(rows) - limit} more: `audiovis report -w {ws.path}`")
 
 
-def serve(ws_path: Path, port: int = 8501) -> int:
+def serve(ws_path: Path, port: int = 8501, exec_: bool = True) -> int:
+    """Serve the page. By default this process *becomes* Streamlit (``os.execve``): no child is left behind when
+    the server is stopped with SIGTERM or SIGHUP (a ``subprocess`` child outlived its parent); ``exec_=False`` runs
+    it as a child and returns its exit status."""
     app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
     if not app.exists():
         print(f"audiovis: error: the page '{app}' is missing; install audiovis from a source checkout "
@@ -240,6 +243,10 @@ def serve(ws_path: Path, port: int = 8501) -> int:
     print(f"serving the listening page for {ws_path} on http://localhost:{port}")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    if exec_ and hasattr(os, "execve"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, cmd, env)
     return subprocess.call(cmd, env=env)
 
 
