@@ -60,7 +60,9 @@ def test_unknown_engine_is_named(built_ws):
         engines.build_index(built_ws[0], engine="spark")
 
 
-def test_ray_index_equals_local(ray_cluster, ws_copy):
+def test_ray_index_equals_local(ray_cluster, ws_copy, monkeypatch):
+    from audiovis.engines import ray as ray_engine
+    monkeypatch.setattr(ray_engine, "_BATCHES_PER_TASK", 2)      # many actor calls: the distributed combine
     cfg = IndexConfig(k=5, batch_windows=16)
     local = _units(ws_copy)                                      # built by the local engine (same config)
     local_acts = np.load(ws_copy.index_dir / "acts.npy")
@@ -68,6 +70,9 @@ def test_ray_index_equals_local(ray_cluster, ws_copy):
     info = {}
     summary = engines.build_index(ws_copy, cfg, engine="ray", force=True, progress=False, workers=1, stats=info)
     assert summary["windows"] == len(local_acts) and info["actors"] == 1
+    # work per actor call is bounded (not a share of the catalogue): what keeps a worker's memory flat
+    assert info["calls"] >= -(-info["batches"] // 2) and info["calls"] > 1
+    assert 0 < info["max_actor_rss_mb"] and info["max_actor_file_mb"] >= 0
     got = _units(ws_copy)
     for key in ("top_w", "bot_w", "hist"):
         np.testing.assert_array_equal(got[key], local[key], err_msg=key)

@@ -6,12 +6,15 @@ Same inputs, same artifacts as the local engine; what runs where:
   (:func:`audiovis.features._featurize_one`, one cached ``.npy`` per song), then the local consolidation;
 * embed: decoding and windowing in map tasks, the model in an actor pool (``map_batches`` with a callable class:
   one model load per actor, ``num_gpus=1`` per actor when CUDA is available);
-* index: song-aligned window batches (the local batches, :func:`audiovis.index._song_batches`) read from the
-  memory-mapped feature store in tasks, the model in the actor pool, each batch folded with the local
-  per-batch reduction (:func:`audiovis.index._reduce_batch`) and the per-batch states merged with a distributed
-  combine (``Dataset.aggregate``: top/bottom-k merge, sums, sums of squares, counts, min, max are associative);
-  histograms in a second pass of tasks. Actors write their per-window activations and per-song predictions
-  straight into the workspace's memory-mapped arrays, so memory per worker is flat in catalogue size.
+* index: the local path's song-aligned window batches (:func:`audiovis.index._song_batches`) are rows of a
+  dataset, a fixed number of them per actor task (``_BATCHES_PER_TASK``); the model actors (an actor pool) read
+  their windows from the memory-mapped feature store, run the model, fold each batch with the local per-batch
+  reduction (:func:`audiovis.index._reduce_batch`) into one unit state per call, and the driver merges the
+  calls' states as they stream in (:func:`audiovis.index._merge_state`: top/bottom-k merge with a deterministic
+  tie-break, sums, sums of squares, counts, min, max; order-free); histograms in a second pass of tasks.
+  Actors write their per-window activations and per-song predictions straight into the workspace's
+  memory-mapped arrays and unmap the touched pages after each call, so memory per worker is flat in catalogue
+  size (measured: bench/RESULTS.md, "scale out (Ray)").
 
 On a multi-node cluster the workspace (and the audio, for featurize/embed) must be on storage every node sees
 at the same path (NFS, a mounted bucket). Not resumable mid-stage: Ray retries failed tasks; a run that dies
@@ -159,31 +162,39 @@ class _Features:
         return x, win[:, 0].copy()
 
 
-_FEATURES: dict[str, _Features] = {}
+def _rss_mb() -> tuple[float, float]:
+    """This process's resident memory in MB: (anonymous, file-backed + shared).
 
-
-def _read_batch(batch: dict, ws_path: str) -> dict:
-    f = _FEATURES.get(ws_path) or _FEATURES.setdefault(ws_path, _Features(ws_path))
-    lo, hi = int(batch["lo"][0]), int(batch["hi"][0])
-    x, songs = f.read(lo, hi)
-    return {"lo": np.array([lo]), "hi": np.array([hi]), "x": x[None], "songs": songs[None]}
-
-
-def _maxrss_mb() -> float:
-    """This process's private (anonymous) resident memory in MB: what a worker owns, without the shared pages
-    of memory-mapped workspace files and of Ray's object store (peak RSS counts those too)."""
+    Anonymous memory is what a worker owns (its heap, Python objects, torch); file-backed pages are pages of the
+    memory-mapped workspace files and shared pages those of Ray's object store: both reclaimable by the kernel,
+    and counted in peak RSS, which is why peak RSS is not the measure here."""
+    anon = file = None
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) / 1024
+                    anon = int(line.split()[1]) / 1024
+                elif line.startswith("RssFile:"):
+                    file = (file or 0) + int(line.split()[1]) / 1024
+                elif line.startswith("RssShmem:"):
+                    file = (file or 0) + int(line.split()[1]) / 1024
     except OSError:  # not Linux
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if anon is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0.0
+    return anon, file or 0.0
+
+
+# Song-aligned window batches per actor task. Ray Data buffers a task's outputs (and, when the read is fused
+# into the actor, its inputs) up to DataContext.target_max_block_size (128 MiB) before handing them on, so the
+# work given to one task must not grow with the catalogue: that (8 blocks for the whole catalogue, ever longer
+# tasks) made the actors' memory grow with catalogue size. A task of a fixed number of batches bounds it.
+_BATCHES_PER_TASK = 8
 
 
 class _IndexActor:
-    """One model per actor; each call: one song-aligned batch -> its pickled unit state."""
+    """One model per actor; each call: a few song-aligned batches (``lo``, ``hi`` window ranges), read from the
+    memory-mapped features, run through the model and folded into one unit state, returned pickled."""
 
     def __init__(self, ws_path: str, k: int, threads: int = 1):
         import torch
@@ -198,7 +209,8 @@ class _IndexActor:
         self.layers = layer_sizes(self.model)
         self.U = sum(self.layers.values())
         self.K = self.model.cfg.n_factors
-        cfg = _Features(ws_path).cfg
+        self.features = _Features(ws_path)
+        cfg = self.features.cfg
         self.hop_s = cfg.hop_length / cfg.sr
         self.k = k
         d = ws.index_dir
@@ -208,23 +220,29 @@ class _IndexActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from ..index import _reduce_batch, _unit_state, window_activations
-        lo, hi = int(batch["lo"][0]), int(batch["hi"][0])
-        x = torch.from_numpy(np.asarray(batch["x"][0], dtype=np.float32)).to(self.device)
-        songs = np.asarray(batch["songs"][0], dtype=np.int64)
-        with torch.no_grad():
-            A, P = window_activations(self.model, x, self.layers, self.hop_s)
-        widx = np.arange(lo, hi)
-        self.acts[lo:hi] = A.astype(np.float16)
-        # every song of the batch is complete: its mean output is final (same arithmetic as the local path)
-        uniq, inv = np.unique(songs, return_inverse=True)
-        ssum = np.zeros((len(uniq), self.K))
-        np.add.at(ssum, inv, A[:, self.U - self.K:])
-        n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
-        self.pred[uniq] = (ssum / n[:, None]).astype(np.float32)
+        from ..index import _drop_pages, _reduce_batch, _unit_state, window_activations
         st = _unit_state(self.U, self.k)
-        _reduce_batch(st, A, P, widx, songs, self.k)
-        acc = {"st": st, "windows": hi - lo, "rss_mb": _maxrss_mb()}   # max over calls
+        n_win = 0
+        for lo, hi in zip(np.asarray(batch["lo"]).tolist(), np.asarray(batch["hi"]).tolist()):
+            x, songs = self.features.read(lo, hi)
+            x = torch.from_numpy(x.astype(np.float32)).to(self.device)
+            with torch.no_grad():
+                A, P = window_activations(self.model, x, self.layers, self.hop_s)
+            del x
+            self.acts[lo:hi] = A.astype(np.float16)
+            # every song of the batch is complete: its mean output is final (same arithmetic as the local path)
+            uniq, inv = np.unique(songs, return_inverse=True)
+            ssum = np.zeros((len(uniq), self.K))
+            np.add.at(ssum, inv, A[:, self.U - self.K:])
+            n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+            self.pred[uniq] = (ssum / n[:, None]).astype(np.float32)
+            _reduce_batch(st, A, P, np.arange(lo, hi), songs, self.k)   # the local path's fold, in its order
+            n_win += hi - lo
+        # unmap the pages of the memory-mapped files touched by this call (MAP_SHARED: written pages stay in the
+        # page cache and reach the file), so that resident memory does not grow as the actor streams through
+        _drop_pages(self.acts, self.pred, self.features.logmel, self.features.windows, self.features.offsets)
+        anon, file = _rss_mb()
+        acc = {"st": st, "windows": n_win, "calls": 1, "rss_mb": anon, "file_mb": file}   # max over calls
         return {"acc": np.array([pickle.dumps(acc, protocol=5)], dtype=object)}
 
 
@@ -233,44 +251,8 @@ def _fold(a: dict | None, b: dict | None, k: int) -> dict | None:
     if a is None or b is None:
         return a if b is None else b
     return {"st": _merge_state(a["st"], b["st"], k), "windows": a["windows"] + b["windows"],
-            "rss_mb": max(a["rss_mb"], b["rss_mb"])}
-
-
-def _state_aggregator(k: int):
-    """A Ray Data aggregation merging pickled per-batch states (map-side partial merges, then a final one)."""
-    from ray.data.block import BlockAccessor
-
-    def block_acc(block):
-        acc = None
-        for v in BlockAccessor.for_block(block).to_numpy("acc"):
-            acc = _fold(acc, pickle.loads(v), k)
-        return acc
-
-    def merge(a: bytes, b: bytes) -> bytes:
-        return pickle.dumps(_fold(pickle.loads(a) if a else None, pickle.loads(b) if b else None, k), protocol=5)
-
-    try:
-        from ray.data.aggregate import AggregateFnV2
-    except ImportError:  # Ray < 2.44: the older interface
-        from ray.data.aggregate import AggregateFn
-        return AggregateFn(init=lambda _k: b"", merge=merge,
-                           accumulate_block=lambda a, block: merge(a, pickle.dumps(block_acc(block), protocol=5)),
-                           finalize=lambda a: a, name="state")
-
-    class _StateAgg(AggregateFnV2):
-        def __init__(self):
-            super().__init__(name="state", zero_factory=lambda: b"", on=None, ignore_nulls=False)
-
-        def aggregate_block(self, block):
-            return pickle.dumps(block_acc(block), protocol=5)
-
-        def combine(self, current, new):
-            return merge(current, new)
-
-        def finalize(self, acc):
-            return acc
-
-    return _StateAgg()
+            "calls": a["calls"] + b["calls"], "rss_mb": max(a["rss_mb"], b["rss_mb"]),
+            "file_mb": max(a["file_mb"], b["file_mb"])}
 
 
 def _hist_task(batch: dict, ws_path: str, lo_e: np.ndarray, hi_e: np.ndarray) -> dict:
@@ -292,7 +274,9 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     threads : int
         torch threads per actor (CPU only).
     stats : dict, optional
-        Filled with run facts: ``windows``, ``actors``, ``max_actor_rss_mb``, ``batches``.
+        Filled with run facts: ``windows``, ``actors``, ``batches``, ``calls`` (actor calls, one unit state
+        each), ``max_actor_rss_mb`` (an actor's anonymous resident memory, the largest seen at the end of a call)
+        and ``max_actor_file_mb`` (its file-backed and shared resident pages, reclaimable).
     """
     require_ray()
     from ..features import FeatureStore
@@ -325,18 +309,23 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     ws_path = str(ws.path.resolve())
     with session(address, num_cpus, quiet=not progress) as ray:
         n_act, gpus = _cluster_sizing(workers)
+        acc = None
         if bounds:
+            m = _BATCHES_PER_TASK
             ds = ray.data.from_items([{"lo": lo, "hi": hi} for lo, hi in bounds],
-                                     override_num_blocks=min(len(bounds), max(4 * n_act, 8)))
-            ds = ds.map_batches(_read_batch, batch_size=1, fn_kwargs={"ws_path": ws_path}, num_cpus=1)
-            ds = ds.map_batches(_IndexActor, batch_size=1, fn_constructor_kwargs={
+                                     override_num_blocks=-(-len(bounds) // m))
+            ds = ds.map_batches(_IndexActor, batch_size=m, fn_constructor_kwargs={
                 "ws_path": ws_path, "k": k, "threads": threads}, compute=_actor_pool(n_act),
                 num_cpus=0 if gpus else 1, num_gpus=gpus)
-            out = ds.aggregate(_state_aggregator(k))["state"]
-            acc = pickle.loads(out)
-        else:
+            # fold the per-call states as they stream in (one state in the driver, only the in-flight ones in
+            # the object store). Not Dataset.aggregate: in Ray Data 2.60 its map side starts only when every
+            # actor call is done, so the object store held every call's state (~0.4 MB each) until the end.
+            for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                for v in b["acc"]:
+                    acc = _fold(acc, pickle.loads(v), k)
+        if acc is None:
             from ..index import _unit_state
-            acc = {"st": _unit_state(U, k), "windows": 0, "rss_mb": 0.0}
+            acc = {"st": _unit_state(U, k), "windows": 0, "calls": 0, "rss_mb": 0.0, "file_mb": 0.0}
         st = acc["st"]
         if acc["windows"] != nW:
             raise AudiovisError(f"index (ray): {acc['windows']} of {nW} windows came back; run it again")
@@ -350,7 +339,8 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
             for b in hs.iter_batches(batch_size=16, batch_format="numpy"):
                 hist += b["hist"].sum(0)
     if stats is not None:
-        stats.update({"windows": nW, "actors": n_act, "batches": len(bounds), "max_actor_rss_mb": acc["rss_mb"]})
+        stats.update({"windows": nW, "actors": n_act, "batches": len(bounds), "calls": acc["calls"],
+                      "max_actor_rss_mb": acc["rss_mb"], "max_actor_file_mb": acc["file_mb"]})
     song_pred = np.load(pred_path, mmap_mode="r")
     summary = _write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, d / "state.partial.npz", hist=hist)
     del song_pred
