@@ -10,21 +10,32 @@ Layout::
     WS/index/                per-unit top/bottom-k, statistics, per-window activations
 
 Every artifact is written to a temporary name in the same folder and renamed into place, so a killed run
-never leaves a half-written file behind.
+never leaves a half-written file behind. A run killed with ``kill -9`` leaves its temporaries
+(``.NAME.XXXXXXXX.SUFFIX``, never read as artifacts); :func:`clean_stale_temps` removes them from the folders
+audiovis writes to the first time a process calls :meth:`Workspace.require` on the workspace (every stage
+does, first thing), once they are 10 minutes old and no live writer holds their lock.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import shutil
 import sqlite3
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .errors import WorkspaceError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows: no advisory locks, the age rule alone protects writers)
+    fcntl = None
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS songs (
@@ -51,20 +62,93 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
 
+# what atomic_path names its temporaries: "." + target name + "." + tempfile's 8 random characters + suffix
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.[^./]+$")
+# the folders of a workspace that audiovis writes artifacts to (relative to the workspace)
+TEMP_FOLDERS = ("", "features", "features/cache", "index", "uploads", "visualise", "visualise/dreams")
+STALE_TEMP_AGE_S = 600.0
+_CLEANED: set[Path] = set()      # workspaces whose stale temporaries this process has removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary, ``.NAME.XXXXXXXX.SUFFIX``, is locked (``flock``) until the block ends, so that
+    :func:`clean_stale_temps` never removes the file of a live writer, in any process.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    if fcntl is None:
+        os.close(fd)
+        fd = -1
+    else:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # a new file: nobody else can hold it
+        except OSError:                                       # a filesystem without locks: the age rule remains
+            pass
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            if tmp.exists():
+                tmp.unlink()
+        finally:
+            if fd >= 0:
+                os.close(fd)                                  # releases the lock
+
+
+def clean_stale_temps(root: str | os.PathLike, folders=TEMP_FOLDERS,
+                      min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Remove what killed writes left behind: :func:`atomic_path` temporaries (and featurize's
+    ``.cache.XXXXXXXX.trash`` folders) in ``folders`` of ``root``, not modified for ``min_age_s`` seconds and
+    not locked by a live writer. Other files, hidden or not, are never touched. Returns the removed paths."""
+    removed = []
+    now = time.time()
+    for rel in folders:
+        try:
+            it = os.scandir(Path(root) / rel)
+        except OSError:                          # no such folder (yet)
+            continue
+        with it:
+            for e in it:
+                if not _TEMP_NAME.match(e.name) or e.is_symlink():
+                    continue
+                try:
+                    if now - e.stat(follow_symlinks=False).st_mtime < min_age_s:
+                        continue
+                except OSError:
+                    continue
+                if _remove_unless_locked(Path(e.path), e.is_dir(follow_symlinks=False)):
+                    removed.append(Path(e.path))
+    return removed
+
+
+def _remove_unless_locked(path: Path, is_dir: bool) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:              # a live writer holds it
+                return False
+            except OSError:                      # no locks on this filesystem: the age rule alone decides
+                pass
+        if is_dir:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -141,6 +225,9 @@ class Workspace:
         if not self.exists():
             raise WorkspaceError(
                 f"no workspace at '{self.path}': run `audiovis ingest --workspace {self.path} ...` first")
+        if self.path not in _CLEANED:                # once per process: what killed runs left behind
+            _CLEANED.add(self.path)
+            self.clean_stale_temps()
         for stage in stages:
             if self.get_meta(f"done:{stage}") is None:
                 raise WorkspaceError(
@@ -156,6 +243,10 @@ class Workspace:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
         return self._db
+
+    def clean_stale_temps(self, min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+        """Remove temporaries of killed writes from the workspace's folders (see :func:`clean_stale_temps`)."""
+        return clean_stale_temps(self.path, min_age_s=min_age_s)
 
     def close(self) -> None:
         if self._db is not None:

@@ -5,7 +5,8 @@ Opus at 8, 22.05, 44.1 and 48 kHz, mono and stereo) under --corpus, then times, 
 rounds (the machine is shared and noisy, so ratios within a round are what to read):
 
 - audiovis: ``audiovis.features.featurize(ws, n_jobs=2, force=True)`` on an ingested workspace (decode with
-  soundfile, soxr resampling, torch mel, process pool over both cores, per-song cache files, consolidation);
+  soundfile, soxr resampling, numpy/scipy log-mel, this process and one spawned worker, per-song cache files,
+  consolidation into one ``logmel.npy``, the catalogue updates);
 - librosa:  ``librosa.load(sr=22050)`` + ``librosa.feature.melspectrogram`` + ``librosa.power_to_db``, one process;
 - floor:    decode + mono + resample only (``audiovis.audio.load``: soundfile + soxr), with the same process
   pool over both cores (``floor-2``) and in one process (``floor-1``).
@@ -18,6 +19,7 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -83,6 +85,14 @@ def run_floor(files, n_jobs):
         return list(pool.imap_unordered(_floor_one, [str(p) for p in files], chunksize=2))
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its children that have ended (pool workers)."""
+    while mp.active_children():          # reap the pool's workers (featurize lets them exit in the background)
+        time.sleep(0.01)
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--songs", type=int, default=100)
@@ -110,18 +120,26 @@ def main(argv=None) -> None:
     if not a.skip_librosa:
         methods["librosa"] = lambda: run_librosa(files)
     times: dict[str, list[float]] = {m: [] for m in methods}
+    cpu: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(a.repeats):
         row = []
         for m, fn in methods.items():
+            c0 = _cpu_seconds()
             t0 = time.perf_counter()
             fn()
             times[m].append(time.perf_counter() - t0)
+            cpu[m].append(_cpu_seconds() - c0)
             row.append(f"{m} {times[m][-1]:.1f} s")
         print(f"round {r + 1}: " + ", ".join(row) + f" (load {os.getloadavg()[0]:.1f})", flush=True)
     med = {m: statistics.median(v) for m, v in times.items()}
-    print("\nmedian seconds (songs/s):")
+    print("\nmedian seconds (songs/s), and CPU seconds (all processes: what the work costs, whatever the load):")
     for m, v in med.items():
-        print(f"  {m:9s} {v:7.2f} s  {len(files) / v:6.1f} songs/s  {hours * 3600 / v:6.0f}x real time")
+        print(f"  {m:9s} {v:7.2f} s  {len(files) / v:6.1f} songs/s  {hours * 3600 / v:6.0f}x real time   "
+              f"cpu {statistics.median(cpu[m]):5.2f} s")
+    par = [f1 / f2 for f1, f2 in zip(times["floor-1"], times["floor-2"])]
+    print(f"parallel speed-up of the floor (floor-1 / floor-2, per round): {', '.join(f'{x:.2f}' for x in par)}; "
+          f"about 1.6 on an idle 2-core machine (pool start-up included), 1 or less when another process "
+          f"takes a core")
     ratios_floor = [t / f for t, f in zip(times["audiovis"], times["floor-2"])]
     print(f"audiovis / floor-2 (per round): {', '.join(f'{x:.2f}' for x in ratios_floor)}; "
           f"median {statistics.median(ratios_floor):.2f} (target <= 1.5)")

@@ -81,3 +81,83 @@ def test_featurize_works_when_main_module_file_is_gone(corpus, tmp_path, monkeyp
     ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
     s = featurize(ws, n_jobs=2, progress=False)
     assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
+
+
+def _truncate_wav(path, keep_s: float, sr: int = 22050) -> None:
+    """Cut a 16-bit mono WAV after ``keep_s`` seconds of samples, as an interrupted copy does (the header
+    still says the whole length)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:44 + int(keep_s * sr) * 2])
+
+
+def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
+    import shutil
+
+    from audiovis.catalog import ingest
+    from audiovis.features import _featurize_one, featurize
+    audio = tmp_path / "audio"
+    shutil.copytree(corpus["audio_dir"], audio)
+    ws = Workspace(tmp_path / "ws")
+    ingest(ws, audio, corpus["plays"], progress=False)
+    victim = audio / "song000.wav"                 # 7 s, mono, 22,050 Hz, PCM_16
+    _truncate_wav(victim, 4.0)
+    s = featurize(ws, n_jobs=1, progress=False)
+    assert s["failed"] == 0 and s["warnings"] == 1 and s["songs"] == len(corpus["kinds"])
+    expected = ("featurize", "song000",
+                f"'{victim.resolve()}': decoded 4.0 s of 7.0 s (file truncated?); kept the decoded part")
+    assert ws.report("featurize") == [expected]
+    idx = ws.song_index("song000")
+    assert FeatureStore(ws).n_frames(idx) == 1 + 4 * 22050 // 512           # the decoded part, featurized
+    assert {r["song_id"]: r["status"] for r in ws.songs()}["song000"] == "ok"
+    # a resumed run reuses the cached song and still reports the warning
+    ws.clear_done("featurize")
+    featurize(ws, n_jobs=1, progress=False)
+    assert ws.report("featurize") == [expected]
+
+    # a runner of audiovis.engines (e.g. Ray's) calls _featurize_one and yields (idx, err): same report
+    def runner(todo):
+        for item in todo:
+            yield _featurize_one(item)
+
+    s = featurize(ws, n_jobs=1, force=True, progress=False, runner=runner)
+    assert s["warnings"] == 1 and ws.report("featurize") == [expected]
+    # the file is replaced by a whole one: the warning goes with the recomputed song
+    shutil.copy(corpus["audio_dir"] / "song000.wav", victim)
+    (ws.features_dir / "cache" / f"{idx}.npy").unlink()
+    ws.clear_done("featurize")
+    s = featurize(ws, n_jobs=1, progress=False)
+    assert s["warnings"] == 0 and ws.report("featurize") == []
+
+
+def test_pool_and_serial_give_the_same_features(corpus, tmp_path, monkeypatch, recwarn):
+    import sys
+    import types
+
+    from audiovis import features
+    from audiovis.catalog import ingest
+    # a __main__ without a file, as in an interactive session: an earlier Streamlit AppTest in this process
+    # (tests/test_coldstart.py) leaves its generated script as __main__, which spawned workers cannot re-run
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+    calls = []
+    real = features._run_shared
+    monkeypatch.setattr(features, "_run_shared", lambda *a: calls.append(1) or real(*a))
+    out = {}
+    for n_jobs in (1, 2):
+        ws = Workspace(tmp_path / f"ws{n_jobs}")
+        ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
+        s = features.featurize(ws, n_jobs=n_jobs, progress=False)
+        assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
+        out[n_jobs] = ws
+    assert calls == [1]                                  # n_jobs=2 ran this process and a spawned worker
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning) and "worker" in str(w.message)]
+    for name in ("logmel.npy", "offsets.npy", "windows.npy"):
+        np.testing.assert_array_equal(np.load(out[1].features_dir / name), np.load(out[2].features_dir / name))
+    # --force recomputes everything into a fresh cache folder; the old one is deleted, nothing is left behind
+    before = {p.name: p.stat().st_mtime_ns for p in (out[2].features_dir / "cache").glob("*.npy")}
+    features.featurize(out[2], n_jobs=2, force=True, progress=False)
+    after = {p.name: p.stat().st_mtime_ns for p in (out[2].features_dir / "cache").glob("*.npy")}
+    assert after.keys() == before.keys() and min(after.values()) > max(before.values())
+    assert sorted(p.name for p in out[2].features_dir.iterdir()) == \
+        ["cache", "config.json", "logmel.npy", "offsets.npy", "windows.npy"]
+    np.testing.assert_array_equal(np.load(out[1].features_dir / "logmel.npy"),
+                                  np.load(out[2].features_dir / "logmel.npy", mmap_mode="r"))

@@ -11,7 +11,8 @@ Policies tested (see :func:`audiovis.catalog.ingest`):
 - byte-identical files under two song ids: the first in song id order is kept, the others are skipped as
   "duplicate of song ...", and their plays count for the kept song;
 - a truncated file whose remaining audio decodes (WAV, MP3, Vorbis stop early, as in any player) keeps what
-  decodes; one whose decoder fails midway (FLAC "lost sync", a corrupt MP3 frame) is skipped at featurize.
+  decodes, with a warning in the featurize report where the header shows what is missing (WAV, AIFF, MP3);
+  one whose decoder fails midway (FLAC "lost sync", a corrupt MP3 frame) is skipped at featurize.
 """
 from __future__ import annotations
 
@@ -170,7 +171,11 @@ def test_featurize_skips_undecodable_and_keeps_every_good_song(messy, messy_ws):
     ws, _, feat = messy_ws
     reasons = _reasons(ws, "featurize")
     failing = {sid for sid, (st, _) in messy["bad"].items() if st == "featurize"}
-    assert set(reasons) == failing
+    assert set(reasons) == failing | {"k truncated"}         # kept, with a warning row
+    cut = (messy["lib"] / "k truncated.wav").resolve()
+    assert reasons["k truncated"] == (f"'{cut}': decoded 4.0 s of 8.0 s (file truncated?); "
+                                      f"kept the decoded part")
+    assert feat["warnings"] == 1
     for sid in failing:
         assert messy["bad"][sid][1] in reasons[sid] and sid in reasons[sid]   # the message names the file
     assert feat["failed"] == len(failing) and feat["songs"] == len(messy["good"])

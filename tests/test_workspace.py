@@ -1,0 +1,80 @@
+"""Temporaries of killed atomic writes: removed once stale, never while a live writer holds them (no audio)."""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from audiovis.workspace import STALE_TEMP_AGE_S, Workspace, atomic_path, clean_stale_temps, save_npy
+
+
+def _age(path, seconds: float) -> None:
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def _leftover(folder, name: str):
+    """What ``kill -9`` in the middle of ``atomic_path(folder / name)`` leaves: ``.NAME.XXXXXXXX.SUFFIX``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / f".{name}.k1ll3d_x{os.path.splitext(name)[1] or '.tmp'}"
+    p.write_bytes(b"\x93NUMPY half-written")
+    return p
+
+
+@pytest.fixture
+def ws(tmp_path):
+    w = Workspace(tmp_path / "ws")
+    assert w.db is not None                               # creates the folder and catalog.sqlite
+    return w
+
+
+def test_stale_temporaries_are_removed_fresh_and_locked_ones_kept(ws):
+    old = 2 * STALE_TEMP_AGE_S
+    stale = [_leftover(ws.path, "model.pt"), _leftover(ws.features_dir, "logmel.npy"),
+             _leftover(ws.features_dir / "cache", "7.npy"), _leftover(ws.index_dir, "units.npz"),
+             _leftover(ws.path / "uploads", "song.mp3")]
+    trash = ws.features_dir / ".cache.abcd1234.trash"     # a cache folder featurize --force was deleting
+    (trash / "sub").mkdir(parents=True)
+    (trash / "3.npy").write_bytes(b"x")
+    fresh = _leftover(ws.features_dir / "cache", "8.npy")
+    # not ours: other hidden files, artifacts themselves, names that only look alike
+    others = [ws.path / ".notes.txt", ws.features_dir / "offsets.npy", ws.path / ".add_journal",
+              ws.features_dir / ".logmel.npy.short.npy", ws.path / "audio" / ".song.abcd1234.mp3"]
+    for p in others:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"keep")
+    for p in stale + others + [trash]:
+        _age(p, old)
+    with atomic_path(ws.index_dir / "acts.npy") as live:  # a live writer, for longer than the age limit
+        live.write_bytes(b"being written")
+        _age(live, old)
+        removed = ws.clean_stale_temps()
+        assert live.exists()
+        live.write_bytes(np.arange(3).tobytes())
+    assert (ws.index_dir / "acts.npy").read_bytes() == np.arange(3).tobytes()   # its rename still works
+    assert sorted(removed) == sorted(stale + [trash])
+    assert not any(p.exists() for p in stale + [trash])
+    assert fresh.exists() and all(p.exists() for p in others)
+
+
+def test_a_stage_start_cleans_once_per_process(ws):
+    p = _leftover(ws.features_dir / "cache", "3.npy")
+    _age(p, 2 * STALE_TEMP_AGE_S)
+    ws.require()                                          # every stage calls require() first
+    assert not p.exists()
+    q = _leftover(ws.features_dir / "cache", "4.npy")
+    _age(q, 2 * STALE_TEMP_AGE_S)
+    Workspace(ws.path).require()                          # already cleaned by this process: not scanned again
+    assert q.exists()
+    assert clean_stale_temps(ws.path, min_age_s=0) == [q]
+
+
+def test_atomic_writes_leave_nothing_behind(ws):
+    save_npy(ws.features_dir / "a.npy", np.zeros(3))
+    with pytest.raises(RuntimeError), atomic_path(ws.features_dir / "b.npy") as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert sorted(p.name for p in ws.features_dir.iterdir()) == ["a.npy"]
+    assert clean_stale_temps(ws.path, min_age_s=0) == []
