@@ -223,7 +223,7 @@ def _print_report(ws, stage, limit=20):
     rows = ws.report(stage)
     if not rows:
         return
-    print(f"{len(rows)} problem(s) found (skipped or fixed; nothing else was lost):")
+    print(f"{len(rows)} problem(s) found (skipped, fixed or kept in part; nothing else was lost):")
     for st, item, reason in rows[:limit]:
         print(f"  [{st}] {item}: {reason}")
     if limit and len(rows) > limit:
