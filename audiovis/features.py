@@ -267,30 +267,20 @@ def _featurize_one(args):
     idx, path, out, cfg_dict = args
     cfg = FeatureConfig.from_dict(cfg_dict)
     notes: list[str] = []
-    wpath = _warnings_path(out)
+    wpath = Path(_warnings_path(out))
+    wpath.unlink(missing_ok=True)           # from an earlier run (of a file that may have been replaced since)
     try:
         F = song_logmel(path, cfg, on_warning=notes.append)
     except AudioError as e:
-        _unlink(wpath)
         return idx, str(e)
     except Exception as e:  # one bad song never loses the rest of the work
-        _unlink(wpath)
         return idx, f"'{path}': unexpected decoding error: {type(e).__name__}: {e}"
     if notes:
         with atomic_path(wpath, suffix=".txt") as tmp:
             tmp.write_text("\n".join(notes) + "\n", encoding="utf-8")
-    else:
-        _unlink(wpath)                      # from an earlier run of a file that has since been replaced
     with atomic_path(out, suffix=".npy") as tmp:
         np.save(tmp, F)
     return idx, None
-
-
-def _unlink(path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 def _retire(cache: Path) -> threading.Thread | None:

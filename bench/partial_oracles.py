@@ -1,0 +1,45 @@
+"""How much of the cold-start AUC each audible concept is worth: the audible oracle fitted on subsets of the
+ground-truth labels (ridge from one-hot labels to WMF factors, lambda picked on the validation songs, per-user AUC
+on the held-out songs: the protocol of ``audiovis evaluate``).
+
+    OPENBLAS_NUM_THREADS=1 python bench/partial_oracles.py -w workspaces/demo
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from audiovis.evaluate import cold_start_metrics, one_hot_labels, ridge_fit_predict
+from audiovis.factors import load_factors
+from audiovis.workspace import Workspace
+
+CONCEPTS = ["groove", "lead", "density", "tempo_class", "mode"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-w", "--workspace", default="workspaces/demo")
+    a = ap.parse_args(argv)
+    ws = Workspace(a.workspace)
+    fac = load_factors(ws)
+    split, X, Y = fac["split"], fac["user_factors"], fac["song_factors"]
+    tr, va, te = (np.flatnonzero(split == s) for s in ("train", "valid", "test"))
+    P = (ws.play_matrix().tocsc()[:, te] > 0).toarray()
+    labels, ids = ws.labels(), ws.song_ids()
+    if not labels:
+        raise SystemExit("this workspace has no ground-truth labels")
+
+    def auc(concepts) -> float:
+        L, _ = one_hot_labels({s: {c: v for c, v in d.items() if c in concepts} for s, d in labels.items()}, ids)
+        return cold_start_metrics(X, ridge_fit_predict(L[tr], Y[tr], L[va], Y[va], L[te])[0], P)["auc"]
+
+    print("| concepts | AUC |\n|---|---|")
+    for i in range(1, len(CONCEPTS) + 1):
+        print(f"| {' + '.join(CONCEPTS[:i])} | {auc(set(CONCEPTS[:i])):.4f} |")
+    for c in CONCEPTS:
+        print(f"| all but {c} | {auc(set(CONCEPTS) - {c}):.4f} |")
+
+
+if __name__ == "__main__":
+    main()
