@@ -10,9 +10,9 @@ Usage (from the repository root):
 
 System requirements for the audio: ``mma`` (Musical MIDI Accompaniment),
 ``fluidsynth``, the General MIDI soundfont ``fluid-soundfont-gm``
-(/usr/share/sounds/sf2/FluidR3_GM.sf2) and ``sox`` (OGG Vorbis encoder), e.g.
+(/usr/share/sounds/sf2/FluidR3_GM.sf2) and ``oggenc`` (OGG Vorbis encoder, from vorbis-tools), e.g.
 
-    apt-get install -y --no-install-recommends mma fluidsynth fluid-soundfont-gm sox
+    apt-get install -y --no-install-recommends mma fluidsynth fluid-soundfont-gm vorbis-tools
 
 Python requirements: numpy, soundfile.
 
@@ -50,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 # written in 4/4 by MMA and are meant to be played at double tempo.
 GROOVES = {
     "bossanova": ("BossaNova", "BossaNovaSus", 4, 125),
-    "swing": ("Swing", "SwingSus", 4, 140),
+    "swing": ("SwingWalk", "SwingWalkSus", 4, 140),   # with its walking bass (quarter notes)
     "rock": ("BasicRock", "BasicRockSus", 4, 125),
     "polka": ("Polka", "PolkaSus", 4, 190),
     "waltz": ("Waltz", "WaltzSus", 3, 120),
@@ -72,6 +72,9 @@ LEADS = {
     "violin": ("Violin", 67, 88, 141),
     "trumpet": ("Trumpet", 60, 79, 141),
 }
+# MIDI channel volume (CC7; fluidsynth's default is 100) for leads still too quiet at velocity 127: the
+# violin is the quietest lead and the easiest to mistake for the accompaniment.
+LEAD_CHANNEL_VOLUME = {"violin": 127}
 NO_LEAD = "none"
 P_NO_LEAD = 0.15
 P_LATE_ENTRY = 0.40           # among songs with a lead
@@ -120,10 +123,21 @@ RHYTHMS = {
 CADENCE = {(4, "sparse"): [6, -2], (4, "dense"): [2, 2, 4],
            (3, "sparse"): [4, -2], (3, "dense"): [2, 4]}   # negative = rest
 DUR = {1: "8", 2: "4", 3: "4.", 4: "2", 6: "2.", 8: "1"}
-MUSIC_SECONDS = (12.5, 14.3)   # target length of the chord chart, before the 1 s tail
-TOTAL_SECONDS = (13.5, 15.5)   # hard limits of a song's length (tail included)
+# Accompaniment instruments (MMA / General MIDI voices), drawn per song independently of the groove, so
+# that a groove is its rhythm and drum kit, not its instruments (MMA's grooves each come with their own:
+# accordion and tuba in polka, banjo in bluegrass, bandoneon in tango...).  None is a lead instrument or of
+# a lead's family (no string pad next to the violin, no vibraphone next to the flute).
+HARMONY = {"piano": "Piano1", "rhodes": "RhodesPiano", "jazz_guitar": "JazzGuitar",
+           "nylon_guitar": "NylonGuitar", "harpsichord": "HarpsiChord"}  # Chord, Arpeggio, Scale, Plectrum
+BASS = {"acoustic_bass": "AcousticBass", "fingered_bass": "FingeredBass", "picked_bass": "PickedBass",
+        "fretless_bass": "FretlessBass"}                                   # Bass, Walk
+PAD = {"warm_pad": "WarmPad", "organ": "Organ1", "halo_pad": "HaloPad",
+       "sweep_pad": "SweepPad"}                                            # Chord-Sus (dense songs)
+MUSIC_SECONDS = (19.0, 19.6)   # target length of the chord chart, before the 1 s tail
+TOTAL_SECONDS = (20.0, 21.0)   # hard limits of a song's length (tail included)
 TAIL_SECONDS = 1.0             # reverb/release tail kept (faded out)
 TARGET_RMS_DBFS = -20.0
+LOWPASS_KHZ = 8.0              # Vorbis encoder lowpass
 PEAK_LIMIT = 0.89
 
 
@@ -189,7 +203,7 @@ def make_melody(rng, beats, density, n_bars, entry_bar, chords, tonic, mode, lo,
     return riffs
 
 
-def make_specs(seed, n_songs):
+def make_specs(seed, n_songs, accompaniment="groove"):
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0])
     grooves = balanced(rng, GROOVES, n_songs)
     leads = balanced(rng, [NO_LEAD] + list(LEADS), n_songs,
@@ -198,6 +212,10 @@ def make_specs(seed, n_songs):
     modes = balanced(rng, MODES, n_songs)
     dens = balanced(rng, DENSITIES, n_songs)
     keys = balanced(rng, KEYS, n_songs)
+    if accompaniment == "random":
+        harmonies = balanced(rng, HARMONY, n_songs)
+        basses = balanced(rng, BASS, n_songs)
+        pads = balanced(rng, PAD, n_songs)
     specs = []
     for i in range(n_songs):
         g, lead, tc, mode, den, tonic = grooves[i], leads[i], tempos[i], modes[i], dens[i], keys[i]
@@ -225,8 +243,16 @@ def make_specs(seed, n_songs):
                  f"RndSeed {seed * 100003 + i + 1}",
                  f"Tempo {bpm}",
                  f"Groove {mma_sus if den == 'dense' else mma_groove}"]
+        extra = {}
+        if accompaniment == "random":   # the accompaniment's instruments drawn per song, not by the groove
+            lines += [f"AllTracks Chord Arpeggio Scale Plectrum Voice {HARMONY[harmonies[i]]}",
+                      f"AllTracks Bass Walk Voice {BASS[basses[i]]}",
+                      f"Chord-Sus Voice {PAD[pads[i]]}"]
+            extra = dict(harmony=harmonies[i], bass=basses[i], pad=pads[i] if den == "dense" else "")
         if lead != NO_LEAD:
             lines += [f"Solo Voice {LEADS[lead][0]}", f"Solo Volume {LEADS[lead][3]}", "Solo Articulate 90"]
+            if lead in LEAD_CHANNEL_VOLUME:
+                lines.append(f"Solo MidiVolume {LEAD_CHANNEL_VOLUME[lead]}")
         for b in range(n_bars):
             root, qual = chords[b]
             name = NOTE_NAMES[(tonic + root) % 12] + qual
@@ -234,7 +260,7 @@ def make_specs(seed, n_songs):
         music_s = n_bars * bar_s
         specs.append(dict(
             song_id=song_id, file=f"audio/{song_id}.ogg", groove=g, lead=lead, tempo_class=tc,
-            bpm=bpm, key=NOTE_NAMES[tonic], mode=mode, density=den,
+            bpm=bpm, key=NOTE_NAMES[tonic], mode=mode, density=den, **extra,
             lead_entry_s="" if lead == NO_LEAD else round((entry_bar - 1) * bar_s, 3),
             duration_s=round(music_s + TAIL_SECONDS, 3),
             n_samples=int(round((music_s + TAIL_SECONDS) * SR)),
@@ -257,12 +283,12 @@ def check_tools():
         import soundfile  # noqa: F401
     except ImportError:
         missing.append("python package 'soundfile'")
-    if shutil.which("sox") is None:
-        missing.append("sox (apt package 'sox'; its OGG Vorbis writer is in libsox-fmt-base)")
+    if shutil.which("oggenc") is None:
+        missing.append("oggenc (apt package 'vorbis-tools')")
     if missing:
         sys.exit("error: cannot render audio, missing: " + "; ".join(missing) +
                  "\n  install with: apt-get install -y --no-install-recommends "
-                 "mma fluidsynth fluid-soundfont-gm sox")
+                 "mma fluidsynth fluid-soundfont-gm vorbis-tools")
 
 
 _CRC = []
@@ -330,12 +356,14 @@ def render(job):
     with tempfile.TemporaryDirectory(prefix="avsamp_") as tmp:
         wav, ogg = Path(tmp) / "y.wav", Path(tmp) / "y.ogg"
         sf.write(wav, y, SR, subtype="FLOAT")
-        # sox's Vorbis encoder accepts quality -1 (libvorbis -0.1, the smallest
-        # files); soundfile's compression_level stops at libvorbis quality 0.
-        r = subprocess.run(["sox", "-R", "-V1", str(wav), "-C", str(quality), str(ogg)],
+        # oggenc (libvorbis) at quality -1, the smallest files, with its lowpass
+        # moved from 9.5 to LOWPASS_KHZ: ~13 % smaller files, so that 20 s songs fit
+        # the 30 MB budget.  soundfile's compression_level stops at quality 0.
+        r = subprocess.run(["oggenc", "-Q", "-q", str(quality), "--advanced-encode-option",
+                            f"lowpass_frequency={LOWPASS_KHZ}", "-o", str(ogg), str(wav)],
                            capture_output=True, text=True)
         if r.returncode:
-            raise RuntimeError(f"sox failed for {spec['song_id']}:\n{r.stderr}")
+            raise RuntimeError(f"oggenc failed for {spec['song_id']}:\n{r.stderr}")
         data = fix_ogg_serial(ogg.read_bytes(), int(spec["song_id"][1:]))
     (Path(out_dir) / spec["file"]).write_bytes(data)
     return spec["song_id"], pcm_sha, float(np.sqrt(np.mean(y ** 2))), float(np.abs(y).max()), len(data)
@@ -417,17 +445,20 @@ def make_listeners(seed, specs, P=LISTENER):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-songs", type=int, default=600)
+    ap.add_argument("--n-songs", type=int, default=480)
     ap.add_argument("--n-users", type=int, default=LISTENER["n_users"])
     ap.add_argument("--jobs", type=int, default=2, help="parallel renderers (max 2 recommended)")
     ap.add_argument("--quality", type=float, default=-1,
-                    help="Vorbis quality for sox -C (-1 = smallest files, 10 = best)")
+                    help="Vorbis quality for oggenc -q (-1 = smallest files, 10 = best)")
+    ap.add_argument("--accompaniment", choices=["groove", "random"], default="random",
+                    help="'random' (the demo): harmony, bass and pad instruments drawn per song, independently of "
+                         "the groove (songs.csv gets harmony, bass, pad columns); 'groove': each groove's own")
     ap.add_argument("--out", type=Path, default=HERE)
     ap.add_argument("--no-audio", action="store_true", help="only write the tables")
     args = ap.parse_args(argv)
     t0 = time.time()
     out = args.out
-    specs = make_specs(args.seed, args.n_songs)
+    specs = make_specs(args.seed, args.n_songs, args.accompaniment)
 
     if not args.no_audio:
         check_tools()
@@ -455,7 +486,7 @@ def main(argv=None):
               f"max peak {peak.max():.3f}, {sum(r[4] for r in results.values()) / 1e6:.1f} MB ogg")
 
     cols = ["song_id", "file", "groove", "lead", "tempo_class", "bpm", "key", "mode", "density",
-            "lead_entry_s", "duration_s"]
+            *(["harmony", "bass", "pad"] if args.accompaniment == "random" else []), "lead_entry_s", "duration_s"]
     with open(out / "songs.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(cols)

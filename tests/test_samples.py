@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
-N_SONGS = 600
+N_SONGS = 480
 MIN_USERS = 1000
 
 
@@ -49,14 +49,14 @@ def test_files_exist(songs):
     assert len({s["song_id"] for s in songs}) == N_SONGS
     for s in songs:
         assert (SAMPLES / s["file"]).is_file(), s["file"]
-        assert 13.0 <= float(s["duration_s"]) <= 16.0
+        assert 20.0 <= float(s["duration_s"]) <= 30.0
     size = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file())
     assert size <= 30e6, f"samples/ is {size / 1e6:.1f} MB"
 
 
 def test_song_columns(songs):
     assert list(songs[0]) == ["song_id", "file", "groove", "lead", "tempo_class", "bpm", "key",
-                              "mode", "density", "lead_entry_s", "duration_s"]
+                              "mode", "density", "harmony", "bass", "pad", "lead_entry_s", "duration_s"]
     assert len({s["groove"] for s in songs}) >= 8
     leads = Counter(s["lead"] for s in songs)
     assert len(leads) - ("none" in leads) >= 6
@@ -67,6 +67,9 @@ def test_song_columns(songs):
         assert s["density"] in {"sparse", "dense"}
         assert 60 <= int(s["bpm"]) <= 260
         assert s["key"] in {"C", "D", "E"}
+        assert s["harmony"] in {"piano", "rhodes", "jazz_guitar", "nylon_guitar", "harpsichord"}
+        assert s["bass"] in {"acoustic_bass", "fingered_bass", "picked_bass", "fretless_bass"}
+        assert (s["pad"] != "") == (s["density"] == "dense")
         if s["lead"] == "none":
             assert s["lead_entry_s"] == ""
         else:
@@ -74,6 +77,13 @@ def test_song_columns(songs):
     late = [s for s in songs if s["lead"] != "none" and float(s["lead_entry_s"]) > 0]
     with_lead = [s for s in songs if s["lead"] != "none"]
     assert 0.25 < len(late) / len(with_lead) < 0.55
+
+
+def test_accompaniment_independent_of_groove(songs):
+    """A groove is its rhythm and drums: every groove is played by (nearly) every harmony and bass instrument."""
+    for g in {s["groove"] for s in songs}:
+        assert len({s["harmony"] for s in songs if s["groove"] == g}) >= 4, g
+        assert len({s["bass"] for s in songs if s["groove"] == g}) >= 3, g
 
 
 def test_tempo_classes_audibly_apart(songs):
@@ -171,7 +181,7 @@ def song_factors(songs, plays):
 def test_learnability(songs, song_factors):
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(songs))
-    train, test = perm[:420], perm[420:]
+    train, test = perm[:int(0.7 * len(songs))], perm[int(0.7 * len(songs)):]
     report = {}
     for concept in ["groove", "lead", "tempo_class", "mode", "density"]:
         labels = [s[concept] for s in songs]
@@ -194,7 +204,7 @@ def test_hidden_factor_is_real(songs, song_factors):
         for c in ["groove", "lead", "tempo_class", "mode", "density"]])
     rng = np.random.default_rng(0)
     perm = rng.permutation(len(songs))
-    train, test = perm[:420], perm[420:]
+    train, test = perm[:int(0.7 * len(songs))], perm[int(0.7 * len(songs)):]
     r2_factors = _r2(song_factors, h, train, test, ridge=10.0)
     r2_concepts = _r2(onehot, h, train, test, ridge=10.0)
     print(f"held-out R^2 of hidden artist vectors: from song factors {r2_factors:.3f}, "
