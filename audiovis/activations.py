@@ -1,6 +1,7 @@
 """Recording activations with forward hooks that are always removed (captum-style)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -47,3 +48,28 @@ class Recorder:
         with self, torch.set_grad_enabled(grad):
             out = self.model(x)
         return dict(self.activations), out
+
+
+@torch.no_grad()
+def song_means(model: nn.Module, store, layer: str, batch_size: int = 256) -> np.ndarray:
+    """A layer's activation averaged over each song's windows (a song embedding).
+
+    Parameters
+    ----------
+    model : AudioCNN;  store : FeatureStore;  layer : str   a dense layer or ``"output"``
+
+    Returns
+    -------
+    E : np.ndarray [shape=(store.n_songs, layer width)]   zeros for songs without windows
+    """
+    model.eval()
+    n_windows, E, counts = len(store.windows), None, np.zeros(store.n_songs)
+    for i in range(0, n_windows, batch_size):
+        w = np.arange(i, min(i + batch_size, n_windows))
+        acts, _ = Recorder(model, layer).record(torch.from_numpy(store.batch(w)))
+        A = acts[layer].float().cpu().numpy()
+        if E is None:
+            E = np.zeros((store.n_songs, A.shape[1]))
+        np.add.at(E, store.windows[w, 0], A)
+        np.add.at(counts, store.windows[w, 0], 1)
+    return E / np.maximum(counts, 1)[:, None]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from audiovis.activations import Recorder
+from audiovis.activations import song_means
 from audiovis.evaluate import mfcc_stats, one_hot_labels, ridge_fit_predict
 from audiovis.factors import load_factors
 from audiovis.features import FeatureStore
@@ -47,15 +47,7 @@ def main(argv=None):
     for k, P in preds.items():
         print(f"| {k} | {float((((P[va] - Y[va]) / sd) ** 2).mean()):.3f} |")
     first_dense = model.dense_names[0]
-    E, cnt = np.zeros((n, model.cfg.dense[0])), np.zeros(n)
-    W = np.arange(len(store.windows))
-    with torch.no_grad():
-        for i in range(0, len(W), 256):
-            acts, _ = Recorder(model, [first_dense]).record(torch.from_numpy(store.batch(W[i:i + 256])))
-            s = store.windows[W[i:i + 256], 0]
-            np.add.at(E, s, acts[first_dense].numpy())
-            np.add.at(cnt, s, 1)
-    E /= np.maximum(cnt, 1)[:, None]
+    E = song_means(model, store, first_dense)
     fit = np.concatenate([tr, va])
     concepts = sorted({c for d in lab.values() for c in d})
     print(f"\n| concept | chance (majority) | CNN {first_dense} | MFCC statistics |\n|---|---|---|---|")

@@ -45,7 +45,7 @@ def main(argv=None):
     M.PRESETS["small"] = {**M.PRESETS["small"], **over.pop("model", {})}
     from sklearn.linear_model import LogisticRegression
 
-    from audiovis.activations import Recorder
+    from audiovis.activations import song_means
     from audiovis.evaluate import cold_start_metrics, ridge_fit_predict
     from audiovis.factors import load_factors
     from audiovis.features import FeatureStore
@@ -61,15 +61,7 @@ def main(argv=None):
     P = (ws.play_matrix().tocsc()[:, te] > 0).toarray()
     X, Y = fac["user_factors"], fac["song_factors"]
     auc = cold_start_metrics(X, predict_songs(model, store, te), P)["auc"]
-    last, n = model.dense_names[-1], store.n_songs
-    E, cnt, W = np.zeros((n, model.cfg.dense[-1])), np.zeros(n), np.arange(len(store.windows))
-    with torch.no_grad():
-        for i in range(0, len(W), 256):
-            acts, _ = Recorder(model, [last]).record(torch.from_numpy(store.batch(W[i:i + 256])))
-            s = store.windows[W[i:i + 256], 0]
-            np.add.at(E, s, acts[last].numpy())
-            np.add.at(cnt, s, 1)
-    E /= np.maximum(cnt, 1)[:, None]
+    E = song_means(model, store, model.dense_names[-1])
     refit = cold_start_metrics(X, ridge_fit_predict(E[tr], Y[tr], E[va], Y[va], E[te])[0], P)["auc"]
     probes, lab, ids = {}, ws.labels(), ws.song_ids()
     fit = np.concatenate([tr, va])

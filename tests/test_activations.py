@@ -22,3 +22,21 @@ def test_unknown_layer():
     m = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3))
     with pytest.raises(ParameterError, match="no layer named 'conv7'"):
         Recorder(m, "conv7")
+
+
+def test_song_means_match_windowwise_mean(built_ws):
+    import numpy as np
+
+    from audiovis.activations import song_means
+    from audiovis.features import FeatureStore
+    from audiovis.train import load_model
+    from audiovis.workspace import Workspace
+    ws = Workspace(built_ws[0])
+    model, _ = load_model(ws)
+    store = FeatureStore(ws)
+    E = song_means(model, store, "dense1", batch_size=7)       # batches that split songs
+    assert E.shape == (store.n_songs, model.cfg.dense[0])
+    for s in (0, store.n_songs - 1):
+        w = np.flatnonzero(store.windows[:, 0] == s)
+        acts, _ = Recorder(model, "dense1").record(torch.from_numpy(store.batch(w)))
+        np.testing.assert_allclose(E[s], acts["dense1"].numpy().mean(0), rtol=1e-4, atol=1e-5)
