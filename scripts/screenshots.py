@@ -1,0 +1,45 @@
+"""Re-take the README's screenshots of the page: `streamlit run` on the demo workspace, headless Debian Chromium.
+
+    python scripts/screenshots.py -w workspaces/demo --unit conv3:89 --layer conv3
+
+Needs the dev extras (playwright) and Debian chromium, as the browser test does.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _browser import CHROMIUM, CHROMIUM_ARGS, open_and_wait, serve_app
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-w", "--workspace", default="workspaces/demo")
+    ap.add_argument("--unit", default="conv3:89")
+    ap.add_argument("--layer", default="conv3")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    a = ap.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+    a.out.mkdir(parents=True, exist_ok=True)
+    with serve_app(Path(a.workspace).resolve()) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            open_and_wait(page, f"{base}/?view=unit&unit={a.unit}&n=10&bottom=0", 10)
+            page.screenshot(path=str(a.out / "screenshot-unit.png"))
+            page.goto(f"{base}/?view=layer&layer={a.layer}")
+            page.wait_for_selector("img", timeout=120_000)
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(a.out / "screenshot-layer.png"))
+        finally:
+            browser.close()
+    print(f"wrote {a.out / 'screenshot-unit.png'} and {a.out / 'screenshot-layer.png'}")
+
+
+if __name__ == "__main__":
+    main()
