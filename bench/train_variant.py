@@ -25,6 +25,17 @@ import numpy as np
 import torch
 
 
+def copy_for_training(src: Path, dst: Path) -> Path:
+    """A fresh copy of workspace ``src`` at ``dst`` to train on: catalogue and factors copied, features linked."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in ("catalog.sqlite", "factors.npz"):
+        shutil.copy(src / f, dst / f)
+    os.symlink((src / "features").resolve(), dst / "features")
+    return dst
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-w", "--workspace", default="workspaces/demo")
@@ -34,13 +45,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     over = json.loads(a.overrides)
-    src, dst = Path(a.workspace), Path(a.out) / a.name
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for f in ("catalog.sqlite", "factors.npz"):
-        shutil.copy(src / f, dst / f)
-    os.symlink((src / "features").resolve(), dst / "features")
+    dst = copy_for_training(Path(a.workspace), Path(a.out) / a.name)
     import audiovis.model as M
     M.PRESETS["small"] = {**M.PRESETS["small"], **over.pop("model", {})}
     from sklearn.linear_model import LogisticRegression
