@@ -326,7 +326,7 @@ def fix_ogg_serial(data: bytes, serial: int) -> bytes:
 
 
 def render(job):
-    spec, out_dir, quality = job
+    spec, out_dir, quality, kbps = job
     import soundfile as sf
     with tempfile.TemporaryDirectory(prefix="avsamp_") as tmp:
         tmp = Path(tmp)
@@ -356,10 +356,14 @@ def render(job):
     with tempfile.TemporaryDirectory(prefix="avsamp_") as tmp:
         wav, ogg = Path(tmp) / "y.wav", Path(tmp) / "y.ogg"
         sf.write(wav, y, SR, subtype="FLOAT")
-        # oggenc (libvorbis) at quality -1, the smallest files, with its lowpass
-        # moved from 9.5 to LOWPASS_KHZ (6.5 % smaller on the one song measured), so
-        # that 20 s songs fit 30 MB.  soundfile's compression_level stops at quality 0.
-        r = subprocess.run(["oggenc", "-Q", "-q", str(quality), "--advanced-encode-option",
+        # oggenc (libvorbis) at quality -1, the smallest files of its quality scale, with
+        # its lowpass moved from 9.5 to LOWPASS_KHZ (6.5 % smaller on the one song
+        # measured), so that 20 s songs fit 30 MB.  soundfile's compression_level stops at
+        # quality 0.  --bitrate K (managed, K kbit/s; 16 is libvorbis's floor at 22.05 kHz
+        # mono, ~45 KB per 20.7 s song against ~57 KB at -q -1) fits ~615 songs in 30 MB.
+        rate = (["--managed", "-b", str(kbps), "-m", str(kbps), "-M", str(kbps)] if kbps
+                else ["-q", str(quality)])
+        r = subprocess.run(["oggenc", "-Q", *rate, "--advanced-encode-option",
                             f"lowpass_frequency={LOWPASS_KHZ}", "-o", str(ogg), str(wav)],
                            capture_output=True, text=True)
         if r.returncode:
@@ -448,8 +452,11 @@ def main(argv=None):
     ap.add_argument("--n-songs", type=int, default=480)
     ap.add_argument("--n-users", type=int, default=LISTENER["n_users"])
     ap.add_argument("--jobs", type=int, default=2, help="parallel renderers (max 2 recommended)")
+    ap.add_argument("--bitrate", type=int, default=0,
+                    help="managed Vorbis bitrate in kbit/s instead of --quality (16 = libvorbis's floor at "
+                         "22.05 kHz mono: ~615 songs fit 30 MB); 0 (default) = use --quality")
     ap.add_argument("--quality", type=float, default=-1,
-                    help="Vorbis quality for oggenc -q (-1 = smallest files, 10 = best)")
+                    help="Vorbis quality for oggenc -q when --bitrate is 0 (-1 = smallest files, 10 = best)")
     ap.add_argument("--accompaniment", choices=["groove", "random"], default="random",
                     help="'random' (the demo): harmony, bass and pad instruments drawn per song, independently of "
                          "the groove (songs.csv gets harmony, bass, pad columns); 'groove': each groove's own")
@@ -466,7 +473,7 @@ def main(argv=None):
         for old in (out / "audio").glob("*.ogg"):
             if old.stem not in {s["song_id"] for s in specs}:
                 old.unlink()
-        jobs = [(s, str(out), args.quality) for s in specs]
+        jobs = [(s, str(out), args.quality, args.bitrate) for s in specs]
         results = {}
         with Pool(max(1, args.jobs)) as pool:
             for k, res in enumerate(pool.imap_unordered(render, jobs), 1):
