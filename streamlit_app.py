@@ -201,8 +201,9 @@ def unit_ui(ws_path: str) -> dict:
     for r in rows:
         left, right = st.columns([2, 3], vertical_alignment="center")
         with left:
+            link = song_link(r.song_id, ws_path, unit.split(':')[0])
             st.markdown(f"**{r.rank}. {r.song_id}** · {r.start_s:.1f}–{r.end_s:.1f} s · "
-                        f"activation **{r.activation:.2f}** [song]({song_link(r.song_id, ws_path, unit.split(':')[0])})")
+                        f"activation **{r.activation:.2f}** [song]({link})")
             if r.labels:
                 st.caption(format_labels(r.labels))
             clip_player(r.audio, r.mime)

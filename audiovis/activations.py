@@ -27,7 +27,7 @@ class Recorder:
         self._handles: list = []
         self.activations: dict[str, torch.Tensor] = {}
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         for name, mod in zip(self.layers, self._modules):
             self._handles.append(mod.register_forward_hook(self._hook(name)))
         return self

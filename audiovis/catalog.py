@@ -291,7 +291,8 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
         "songs": len(songs), "songs_skipped": len(problems),
         "users": len(users), "pairs": len(play_rows), "plays": float(sum(r[2] for r in play_rows)),
         "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
-        "unknown_song_pairs": unknown, "duplicates": len(aliases), "labelled_songs": len([s for s in label_map if s in song_idx]),
+        "unknown_song_pairs": unknown, "duplicates": len(aliases),
+        "labelled_songs": len([s for s in label_map if s in song_idx]),
     }
     ws.mark_done("ingest", {"signature": sig, "summary": summary})
     return summary

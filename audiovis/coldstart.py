@@ -676,7 +676,6 @@ def add_songs(eng: ColdStart, files, song_ids=None, progress: bool = False) -> d
     save_npy(fd / "windows.npy", np.concatenate([windows[:nW], np.concatenate(new_win)]).astype(windows.dtype))
     d = merge_unit_data(uidx.data, nW, A, P, widx, wsong, uidx.k)
     save_npz(idir / "units.npz", **d)
-    K = eng.model.cfg.n_factors
     new_pred = np.stack([e.factors for e in embs]).astype(np.float32)
     save_npy(idir / "song_factors_pred.npy", np.concatenate([uidx.song_factors[:n0], new_pred]))
     layers_meta = json.loads((idir / "layers.json").read_text())

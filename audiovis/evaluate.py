@@ -152,7 +152,8 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
 
 NAMES = {"random": "random", "mfcc_linear": "linear regression on MFCC statistics", "cnn": "CNN (audiovis)",
          "audible_oracle": "audible oracle (true concept labels, linear)",
-         "popularity": "popularity of the held-out songs (uses their plays)", "upper_bound": "upper bound (WMF with plays)"}
+         "popularity": "popularity of the held-out songs (uses their plays)",
+         "upper_bound": "upper bound (WMF with plays)"}
 
 
 def markdown_table(results: dict) -> str:

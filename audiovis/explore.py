@@ -496,7 +496,8 @@ class Explorer:
             out.append((times[keep], v[keep]))
         return out
 
-    def clip_rows(self, unit: str | Unit, n: int = 10, bottom: bool = False, clip_s: float | None = None) -> list[ClipView]:
+    def clip_rows(self, unit: str | Unit, n: int = 10, bottom: bool = False,
+                  clip_s: float | None = None) -> list[ClipView]:
         """The unit's top (or least) clips, one per song, each centred on the unit's peak (no audio yet)."""
         u = self.parse(unit)
         if not 1 <= int(n) <= self.index.k:

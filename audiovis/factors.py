@@ -27,8 +27,8 @@ class WMF:
     item_factors : np.ndarray [shape=(n_items, factors)]
     """
 
-    def __init__(self, cfg: FactorConfig = FactorConfig()):
-        self.cfg = cfg
+    def __init__(self, cfg: FactorConfig | None = None):
+        self.cfg = cfg if cfg is not None else FactorConfig()
 
     def confidence(self, R: sp.csr_matrix) -> sp.csr_matrix:
         """c_ui = 1 + alpha * log(1 + r_ui / eps) on observed entries [shape=(n_users, n_items)]."""
@@ -36,7 +36,7 @@ class WMF:
         C.data = (1.0 + self.cfg.alpha * np.log1p(C.data / self.cfg.eps)).astype(np.float32)
         return C
 
-    def fit(self, R: sp.csr_matrix, progress: bool = False) -> "WMF":
+    def fit(self, R: sp.csr_matrix, progress: bool = False) -> WMF:
         from implicit.cpu.als import AlternatingLeastSquares
         if R.nnz == 0:
             raise DataError("cannot factorise an empty play matrix")

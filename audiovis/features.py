@@ -7,6 +7,7 @@ import shutil
 import struct
 import tempfile
 import threading
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -132,11 +133,12 @@ def logmel(y: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_length: int = 
     return out.T if _frames_first else np.ascontiguousarray(out.T)
 
 
-def song_logmel(path: str | os.PathLike, cfg: FeatureConfig = FeatureConfig(), on_warning=None) -> np.ndarray:
+def song_logmel(path: str | os.PathLike, cfg: FeatureConfig | None = None, on_warning=None) -> np.ndarray:
     """Decode a file and return its log-mel frames [shape=(t, n_mels), dtype=float16] (storage layout).
 
     ``on_warning``: see :func:`audiovis.audio.load` (a truncated file keeps the part that decodes).
     """
+    cfg = cfg if cfg is not None else FeatureConfig()
     y = audio.load(path, sr=cfg.sr, max_duration=cfg.max_duration, on_warning=on_warning)
     S = logmel(y, sr=cfg.sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length, n_mels=cfg.n_mels, fmin=cfg.fmin,
                fmax=cfg.fmax, _frames_first=True)   # a (mels, frames) view of (frames, mels) memory
@@ -161,22 +163,31 @@ def _worker_ready() -> int:
     return os.getpid()
 
 
-def _spawn_can_start() -> bool:
-    """Spawned workers re-run the parent's ``__main__`` file; where that file is gone (Streamlit's AppTest, some
-    notebooks and embedded interpreters) they die at start, so featurize in this process instead."""
+@contextmanager
+def _spawn_without_main():
+    """Start spawned workers without the parent's ``__main__``.
+
+    multiprocessing's spawn makes each child re-run the parent's main script (or module) before it runs any
+    task. The workers only run audiovis functions, so re-running it is at best ~1 s of imports and at worst
+    fatal: a script without an ``if __name__ == "__main__"`` guard featurizes again in every worker, and a
+    main file that only works inside its host (Streamlit's AppTest scripts, embedded interpreters) kills the
+    workers at start. Hiding ``__main__.__spec__`` and ``__main__.__file__`` while the processes start makes
+    spawn leave the child's ``__main__`` empty; both are restored afterwards.
+    """
     import sys
     main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if path is not None and not os.path.exists(path):
-        return False
-    spec = getattr(main, "__spec__", None)
-    if spec is not None and spec.name not in ("__main__", None):
-        import importlib.util
-        try:
-            return importlib.util.find_spec(spec.name) is not None
-        except (ImportError, ValueError):
-            return False
-    return True
+    missing = object()
+    saved = {k: getattr(main, k, missing) for k in ("__spec__", "__file__")} if main is not None else {}
+    try:
+        if main is not None:
+            main.__spec__ = None
+            if saved["__file__"] is not missing:
+                del main.__file__
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is not missing:
+                setattr(main, k, v)
 
 
 def _chunks(todo: list, n_jobs: int):
@@ -233,8 +244,9 @@ def _run_shared(todo: list, n_jobs: int, on_result) -> set[int]:
             inflight[ex.submit(_featurize_many, c)] = c
 
     try:
-        ex = ProcessPoolExecutor(n_jobs - 1, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-        probes = {ex.submit(_worker_ready) for _ in range(n_jobs - 1)}
+        with _spawn_without_main():     # the processes start at the first submit
+            ex = ProcessPoolExecutor(n_jobs - 1, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+            probes = {ex.submit(_worker_ready) for _ in range(n_jobs - 1)}
         for c in chunks:                                    # this process's share
             for item in c:
                 idx, err = _featurize_one(item)
@@ -356,7 +368,7 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
             on_result(idx, err)
     else:
         finished: set[int] = set()
-        if n_jobs > 1 and len(todo) > 4 and _spawn_can_start():
+        if n_jobs > 1 and len(todo) > 4:
             finished = _run_shared(todo, n_jobs, on_result)
         for item in todo:                        # serial path, or what a broken pool left undone
             if item[0] not in finished:

@@ -20,7 +20,7 @@ from .activations import Recorder
 from .config import _Config
 from .features import FeatureStore
 from .units import Unit, layer_sizes, parse_unit
-from .workspace import Workspace, atomic_path, save_json, save_npy, save_npz
+from .workspace import Workspace, save_json, save_npy, save_npz
 
 N_BINS = 32
 
@@ -212,7 +212,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     bar = tqdm(total=nW, desc="index", unit="win", disable=not progress)
     bar.update(int(np.searchsorted(store.windows[:, 0], int(st["next_song"]))))
     out_lo = U - K
-    for b, (s0, s1, widx) in enumerate(_song_batches(store, int(st["next_song"]), cfg.batch_windows)):
+    for b, (_s0, s1, widx) in enumerate(_song_batches(store, int(st["next_song"]), cfg.batch_windows)):
         if len(widx):
             x = torch.from_numpy(store.batch(widx))
             A, P = window_activations(model, x, layers, hop_s)

@@ -63,7 +63,7 @@ def read_log(path: str | os.PathLike) -> PlayLog:
     if not path.exists():
         raise DataError(f"listening log '{path}' not found")
     # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the header
-    with open(path, "r", encoding="utf-8-sig", errors="replace", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         text = f.read()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if not lines:

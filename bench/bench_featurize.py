@@ -110,7 +110,8 @@ def main(argv=None) -> None:
     ws = Workspace(root / f"ws{a.songs}")
     ingest(ws, root / f"lib{a.songs}", root / f"lib{a.songs}" / "plays.tsv", progress=False)
     kinds = sorted({(k[0], k[3]) for k in KINDS})
-    print(f"{len(files)} songs, {hours * 60:.1f} min of audio, kinds {kinds}; {platform.processor() or platform.machine()}"
+    print(f"{len(files)} songs, {hours * 60:.1f} min of audio, kinds {kinds}; "
+          f"{platform.processor() or platform.machine()}"
           f", {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}")
     methods = {
         "audiovis": lambda: featurize(ws, n_jobs=2, force=True, progress=False),

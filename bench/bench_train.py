@@ -97,7 +97,8 @@ def main(argv=None) -> None:
               f"windows/s")
     if len(a.presets) > 1:
         p0, p1 = a.presets[:2]
-        print(f"{p0} / {p1} training speed: {statistics.median(res[p0]['train']) / statistics.median(res[p1]['train']):.1f}x")
+        speed = statistics.median(res[p0]['train']) / statistics.median(res[p1]['train'])
+        print(f"{p0} / {p1} training speed: {speed:.1f}x")
 
 
 if __name__ == "__main__":

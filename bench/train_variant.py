@@ -8,7 +8,8 @@ linear-probe accuracies of the song embedding for concepts with ground truth. On
 can run side by side on two cores.
 
     OPENBLAS_NUM_THREADS=1 python bench/train_variant.py -w workspaces/demo plateau '{}'
-    OPENBLAS_NUM_THREADS=1 python bench/train_variant.py -w workspaces/demo big '{"model": {"channels": [128, 128, 256], "dense": [512]}}'
+    OPENBLAS_NUM_THREADS=1 python bench/train_variant.py -w workspaces/demo big \\
+        '{"model": {"channels": [128, 128, 256], "dense": [512]}}'
 """
 from __future__ import annotations
 

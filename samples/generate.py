@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import os
 import shutil
 import struct
 import subprocess

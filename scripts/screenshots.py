@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _browser import CHROMIUM, CHROMIUM_ARGS, open_and_wait, serve_app
+from _browser import CHROMIUM, CHROMIUM_ARGS, open_and_wait, serve_app  # noqa: E402
 
 
 def main(argv=None):

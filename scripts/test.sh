@@ -12,5 +12,6 @@ fi
 PY=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/ruff check .                      # lint (rules in pyproject.toml) before the tests
 export OPENBLAS_NUM_THREADS=1
 exec .venv/bin/python -m pytest -q "$@"

@@ -25,8 +25,9 @@ def test_clip_span_centred_and_clamped():
     assert clips.clip_span(1.0, 2.0, 3.0) == pytest.approx((0.0, 2.0))       # song shorter than a clip
 
 
-@pytest.mark.parametrize("kw, msg", [({"peak_s": 1, "song_duration": 10, "clip_s": 0}, "clip_s must be positive, got 0"),
-                                     ({"peak_s": 1, "song_duration": -1}, "song_duration must be positive, got -1")])
+@pytest.mark.parametrize("kw, msg", [
+    ({"peak_s": 1, "song_duration": 10, "clip_s": 0}, "clip_s must be positive, got 0"),
+    ({"peak_s": 1, "song_duration": -1}, "song_duration must be positive, got -1")])
 def test_clip_span_bad_input(kw, msg):
     with pytest.raises(ParameterError, match=msg):
         clips.clip_span(**kw)

@@ -113,7 +113,8 @@ def test_recommend_excludes_the_song_itself(ws):
 
 
 def _write_long(path, seconds):
-    sf.write(path, (0.1 * np.sin(np.arange(int(seconds * 1000)) * 0.3)).astype(np.float32), 1000, format="WAV", subtype="PCM_U8")
+    y = (0.1 * np.sin(np.arange(int(seconds * 1000)) * 0.3)).astype(np.float32)
+    sf.write(path, y, 1000, format="WAV", subtype="PCM_U8")
 
 
 @pytest.mark.parametrize("case", ["text", "corrupt", "empty", "too_long", "too_big", "too_short"])

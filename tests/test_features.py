@@ -38,9 +38,10 @@ def test_store_layout(built_ws, corpus):
 
 
 def test_featurize_resumes_and_reports_failures(corpus, tmp_path):
+    import shutil
+
     from audiovis.catalog import ingest
     from audiovis.features import featurize
-    import shutil
     audio = tmp_path / "audio"
     shutil.copytree(corpus["audio_dir"], audio)
     ws = Workspace(tmp_path / "ws")
@@ -66,21 +67,32 @@ def test_featurize_resumes_and_reports_failures(corpus, tmp_path):
     assert all(after[k] == mtimes[k] for k in after if k != "5.npy")
 
 
-def test_featurize_works_when_main_module_file_is_gone(corpus, tmp_path, monkeypatch):
-    """Streamlit's AppTest and some notebooks leave a ``__main__`` whose file no longer exists; spawned workers
-    would die at start and a plain multiprocessing pool would hang. featurize must finish anyway."""
+@pytest.mark.parametrize("main_file", ["gone", "fails"])
+def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recwarn, main_file):
+    """Spawned workers must not re-run the parent's ``__main__``: Streamlit's AppTest leaves a generated script
+    as ``__main__`` that fails outside its host ("fails"; it raised NameError in every worker and featurize fell
+    back to one process), and some notebooks leave one whose file is gone ("gone")."""
     import sys
     import types
 
+    from audiovis import features
     from audiovis.catalog import ingest
-    from audiovis.features import featurize
     fake = types.ModuleType("__main__")
-    fake.__file__ = str(tmp_path / "deleted_script.py")
+    fake.__file__ = str(tmp_path / "script.py")
+    if main_file == "fails":
+        (tmp_path / "script.py").write_text("raise SystemExit('the parent script was re-run in a worker')\n")
     monkeypatch.setitem(sys.modules, "__main__", fake)
+    calls = []
+    real = features._run_shared
+    monkeypatch.setattr(features, "_run_shared", lambda *a: calls.append(real(*a)) or calls[-1])
     ws = Workspace(tmp_path / "ws")
     ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
-    s = featurize(ws, n_jobs=2, progress=False)
+    s = features.featurize(ws, n_jobs=2, progress=False)
     assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
+    assert len(calls) == 1 and len(calls[0]) == len(corpus["kinds"])    # the pool finished every song
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning) and "worker" in str(w.message)]
+    assert sys.modules["__main__"] is fake and fake.__file__ == str(tmp_path / "script.py")    # restored
+    assert fake.__spec__ is None
 
 
 def _truncate_wav(path, keep_s: float, sr: int = 22050) -> None:

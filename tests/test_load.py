@@ -35,7 +35,7 @@ def test_eight_concurrent_sessions_on_different_units(built_ws):
             for page, unit in zip(pages, UNITS):                 # all sessions start before any is awaited
                 page.goto(f"{base}/?view=unit&unit={unit}&n={N_CLIPS}&bottom=0", wait_until="commit")
             deadline = t0 + 240
-            for page, unit in zip(pages, UNITS):
+            for page in pages:
                 left_ms = max(1000, int((deadline - time.time()) * 1000))
                 page.wait_for_function(f"document.querySelectorAll('audio').length >= {N_CLIPS}",
                                        timeout=left_ms)

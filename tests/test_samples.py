@@ -117,7 +117,7 @@ def test_segments_cover_songs(songs):
         assert parts, s["song_id"]
         assert parts[0][0] == 0.0
         assert abs(parts[-1][1] - float(s["duration_s"])) < 1e-6
-        for (a0, a1, _), (b0, b1, _) in zip(parts, parts[1:]):
+        for (_, a1, _), (b0, _, _) in zip(parts, parts[1:]):
             assert abs(a1 - b0) < 1e-6
         assert parts[-1][2] == s["lead"]
         if s["lead"] != "none" and float(s["lead_entry_s"]) > 0:
@@ -160,7 +160,7 @@ def _r2(x, y, train, test, ridge=1.0):
 
 @pytest.fixture(scope="module")
 def song_factors(songs, plays):
-    implicit = pytest.importorskip("implicit")
+    pytest.importorskip("implicit")
     from implicit.als import AlternatingLeastSquares
     from scipy.sparse import csr_matrix
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from audiovis.errors import ParameterError
-from audiovis.train import load_model, model_config, predict_songs
 from audiovis.features import FeatureStore
+from audiovis.train import load_model, model_config, predict_songs
 from audiovis.workspace import Workspace
 
 

@@ -130,6 +130,7 @@ def test_bad_objective_names(band_model):
 # ------------------------------------------------------------------------------------------- dissection
 def test_auroc_matches_sklearn():
     from sklearn.metrics import roc_auc_score
+
     from audiovis.visualise.dissect import auroc_matrix
     rng = np.random.default_rng(0)
     A = np.round(rng.random((200, 3)), 1)               # with ties

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import ParameterError
-from ..workspace import Workspace, save_npz
+from ..workspace import Workspace
 from .objectives import TargetObjective
 from .render import RenderConfig, mel_to_audio, optimise, save_audio
 

@@ -113,6 +113,7 @@ def run(ws, a) -> int:
                           "cache": str(d.npz_path), "spectrogram": str(png)}, indent=2))
     elif a.cmd == "auralise":
         import matplotlib.pyplot as plt
+
         from .auralise import auralise
         r = auralise(ws, a.unit, a.song_id, a.start_s, method=a.method, gamma=a.gamma)
         save_audio(a.out, r.auralised, r.sr)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -199,6 +198,7 @@ def _song_descriptors(y: np.ndarray, logmel: np.ndarray, windows: np.ndarray, cf
 def window_descriptors(ws: Workspace, store=None, progress: bool = True, force: bool = False) -> np.ndarray:
     """librosa descriptors of every window [shape=(n_windows, 8)], cached in ``WS/index/descriptors.npz``."""
     from tqdm.auto import tqdm
+
     from .. import audio
     from ..features import FeatureStore
     store = store or FeatureStore(ws)
@@ -274,7 +274,7 @@ def dissect(workspace, descriptors: bool = True, threshold: float = THRESHOLD, p
 
 def markdown_report(res: dict) -> str:
     thr = res["threshold"]
-    lines = [f"# Network dissection\n",
+    lines = ["# Network dissection\n",
              f"Score: AUROC of a unit's per-window activation for concept-vs-rest over {res.get('n_windows', '?')} "
              f"windows; a unit is a detector when AUROC >= {thr}. IoU: the unit's top "
              f"{100 * (1 - res.get('iou_quantile', IOU_QUANTILE)):.1f}% windows vs the concept's windows.\n",

@@ -195,8 +195,10 @@ def mel_to_audio(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_lengt
 
 def save_audio(path: str | os.PathLike, y: np.ndarray, sr: int) -> None:
     """Write audio atomically with soundfile; the format follows the extension (.wav, .flac, .ogg)."""
-    import soundfile as sf
     from pathlib import Path
+
+    import soundfile as sf
+
     from ..workspace import atomic_path
     path = Path(path)
     ext = path.suffix.lower()
@@ -236,6 +238,7 @@ def plot_logmel(S_db: np.ndarray, sr: int = 22050, hop_length: int = 512, title:
 
 def save_figure(fig, path: str | os.PathLike) -> None:
     from pathlib import Path
+
     from ..workspace import atomic_path
     with atomic_path(Path(path), suffix=Path(path).suffix or ".png") as tmp:
         fig.savefig(tmp)
