@@ -1,7 +1,8 @@
 """A real browser on the page: `streamlit run` on a free port, headless Debian Chromium driven by Playwright.
 
 Opens a unit view by URL, checks one audio player per clip and that every player's source is decodable audio
-of the clip's length, and saves a screenshot (to a tmp dir, and to $AUDIOVIS_SCREENSHOT when set).
+of the clip's length, and saves a screenshot (to a tmp dir, and to $AUDIOVIS_SCREENSHOT when set). Then the
+interactive views: uploads a song to the cold-start view and dreams a unit in the Visualise view.
 """
 from __future__ import annotations
 
@@ -48,5 +49,52 @@ def test_unit_view_in_a_real_browser(built_ws, tmp_path):
                 out = Path(os.environ["AUDIOVIS_SCREENSHOT"])
                 out.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(shot, out)
+        finally:
+            browser.close()
+
+
+def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_path):
+    """The two interactive views through a real browser: upload a song to the cold-start view (similar songs
+    with playable clips, listeners, units and their timeline), then dream a unit in the Visualise view and
+    fetch the dreamed audio that the page plays."""
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+    ws_path = built_ws[0]
+    song = sorted(Path(corpus["audio_dir"]).glob("*.flac"))[0]
+    with serve_app(ws_path) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/?view=coldstart")
+            page.locator("input[type=file]").set_input_files(str(song))
+            page.get_by_text("Likely listeners", exact=True).wait_for(timeout=120_000)
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+            main = page.inner_text("[data-testid=stMain]")
+            assert song.name in main and "Likely listeners" in main and "Most active units" in main
+            assert "When the most active units fire" in main
+            n_audio = page.eval_on_selector_all("audio", "els => els.length")
+            assert n_audio >= 1 + 3                         # the upload and at least 3 similar songs' clips
+            srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
+            r = page.request.get(srcs[1])                   # the first similar song's clip
+            assert r.ok and r.headers.get("content-type", "").startswith("audio/")
+            y, sr = sf.read(io.BytesIO(r.body()))
+            assert sr == 22050 and len(y) > sr              # a clip of the catalogue, seconds long
+            widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
+            assert widths and min(widths) > 100             # the timeline image decoded
+
+            page.goto(f"{base}/?view=visualise")
+            page.get_by_role("tab", name="Dream").click()
+            page.get_by_role("button", name="Dream").filter(has_text=":0").click()
+            page.get_by_text("activation of the dream").wait_for(timeout=120_000)
+            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+            panel = page.locator("[role=tabpanel]:visible")
+            srcs = panel.locator("audio").evaluate_all("els => els.map(e => e.currentSrc || e.src)")
+            assert len(srcs) == 1
+            r = page.request.get(srcs[0])
+            assert r.ok
+            y, sr = sf.read(io.BytesIO(r.body()))
+            assert sr == 22050 and len(y) / sr >= 1.0 and float(abs(y).max()) > 0.0
+            assert panel.locator("img").count() >= 1
+            page.screenshot(path=str(tmp_path / "visualise.png"), full_page=True)
         finally:
             browser.close()
