@@ -72,6 +72,7 @@ def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recw
     """Spawned workers must not re-run the parent's ``__main__``: Streamlit's AppTest leaves a generated script
     as ``__main__`` that fails outside its host ("fails"; it raised NameError in every worker and featurize fell
     back to one process), and some notebooks leave one whose file is gone ("gone")."""
+    import importlib.machinery
     import sys
     import types
 
@@ -79,6 +80,8 @@ def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recw
     from audiovis.catalog import ingest
     fake = types.ModuleType("__main__")
     fake.__file__ = str(tmp_path / "script.py")
+    spec = importlib.machinery.ModuleSpec("no_such_main_module", None)    # spawn would import it by name
+    fake.__spec__ = spec
     if main_file == "fails":
         (tmp_path / "script.py").write_text("raise SystemExit('the parent script was re-run in a worker')\n")
     monkeypatch.setitem(sys.modules, "__main__", fake)
@@ -92,7 +95,7 @@ def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recw
     assert len(calls) == 1 and len(calls[0]) == len(corpus["kinds"])    # the pool finished every song
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning) and "worker" in str(w.message)]
     assert sys.modules["__main__"] is fake and fake.__file__ == str(tmp_path / "script.py")    # restored
-    assert fake.__spec__ is None
+    assert fake.__spec__ is spec
 
 
 def _truncate_wav(path, keep_s: float, sr: int = 22050) -> None:
@@ -142,14 +145,8 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
 
 
 def test_pool_and_serial_give_the_same_features(corpus, tmp_path, monkeypatch, recwarn):
-    import sys
-    import types
-
     from audiovis import features
     from audiovis.catalog import ingest
-    # a __main__ without a file, as in an interactive session: an earlier Streamlit AppTest in this process
-    # (tests/test_coldstart.py) leaves its generated script as __main__, which spawned workers cannot re-run
-    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     calls = []
     real = features._run_shared
     monkeypatch.setattr(features, "_run_shared", lambda *a: calls.append(1) or real(*a))
