@@ -1,11 +1,11 @@
 """audiovis: hear what a content-based music-recommendation network has learned."""
 from .config import FactorConfig, FeatureConfig
-from .errors import AudioError, AudiovisError, DataError, ParameterError, WorkspaceError
+from .errors import AudioError, AudiovisError, DataError, DependencyError, ParameterError, WorkspaceError
 from .workspace import Workspace
 
 __version__ = "0.1.0"
 __all__ = ["Workspace", "FeatureConfig", "FactorConfig", "AudiovisError", "ParameterError", "AudioError",
-           "DataError", "WorkspaceError", "run_pipeline", "__version__"]
+           "DataError", "DependencyError", "WorkspaceError", "run_pipeline", "__version__"]
 
 
 def run_pipeline(*args, **kwargs):

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve the listening page for a workspace")
     _ws_arg(p)
     p.add_argument("--port", type=int, default=8501)
+    sub.add_parser("check", help="check that torch, torchaudio and the other libraries load together")
     p = sub.add_parser("report", help="problems found in the inputs, per stage")
     _ws_arg(p)
     p = sub.add_parser("embed", help="predicted latent factors of new songs (cold start)")
@@ -129,6 +130,10 @@ def _print(obj):
 
 
 def _dispatch(a) -> int:
+    if a.cmd == "check":
+        from .deps import check
+        print("audiovis: dependencies load: " + ", ".join(check()))
+        return 0
     from .workspace import Workspace
     ws = Workspace(a.workspace)
     if a.cmd == "ingest":

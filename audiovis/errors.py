@@ -19,3 +19,7 @@ class DataError(AudiovisError):
 
 class WorkspaceError(AudiovisError):
     """A workspace is missing a stage's artifacts or is inconsistent."""
+
+
+class DependencyError(AudiovisError, ImportError):
+    """An installed dependency cannot be loaded (e.g. a torch/torchaudio pair that does not match)."""

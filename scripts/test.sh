@@ -9,9 +9,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "note: chromium is missing and this is not root: the browser test will be skipped" >&2
   fi
 fi
-PY=${PYTHON:-python3.11}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+bash scripts/install.sh dev.txt         # the locked dependency set (requirements/dev.txt)
 .venv/bin/ruff check .                      # lint (rules in pyproject.toml) before the tests
 export OPENBLAS_NUM_THREADS=1
 exec .venv/bin/python -m pytest -q "$@"

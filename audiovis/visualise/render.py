@@ -10,6 +10,7 @@ import torch
 
 from ..activations import Recorder
 from ..config import _Config
+from ..deps import torchaudio
 from ..errors import ParameterError
 from .param import BoundedLogmel, data_range
 from .transforms import jitter, total_variation
@@ -145,8 +146,7 @@ def _steps(param, opt, gen, rec, objective, cfg, span, history, progress, pre):
 @lru_cache(maxsize=4)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None):
     """Slaney mel filterbank [shape=(n_mels, 1 + n_fft // 2)] as the front end uses it, and its pseudo-inverse."""
-    import torchaudio
-    fb = torchaudio.functional.melscale_fbanks(1 + n_fft // 2, fmin, fmax if fmax else sr / 2, n_mels, sr,
+    fb = torchaudio().functional.melscale_fbanks(1 + n_fft // 2, fmin, fmax if fmax else sr / 2, n_mels, sr,
                                                norm="slaney", mel_scale="slaney").T.contiguous()
     return fb, torch.linalg.pinv(fb)
 
@@ -176,7 +176,6 @@ def mel_to_audio(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_lengt
     -------
     y : np.ndarray [shape=(hop_length * (t - 1),), float32], peak at most 0.99
     """
-    import torchaudio
     S_db = np.asarray(S_db, dtype=np.float32)
     if S_db.ndim != 2:
         raise ParameterError(f"log-mel must have shape (n_mels, t), got {S_db.shape}")
@@ -184,7 +183,7 @@ def mel_to_audio(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_lengt
     mel_power = torch.from_numpy(10.0 ** (S_db / 10.0))
     lin = torch.clamp(pinv @ mel_power, min=0.0)                           # (n_freq, t)
     torch.manual_seed(seed)
-    gl = torchaudio.transforms.GriffinLim(n_fft=n_fft, hop_length=hop_length, power=1.0, n_iter=n_iter,
+    gl = torchaudio().transforms.GriffinLim(n_fft=n_fft, hop_length=hop_length, power=1.0, n_iter=n_iter,
                                           rand_init=False)
     y = gl(torch.sqrt(lin)).numpy().astype(np.float32)
     peak = float(np.abs(y).max()) if y.size else 0.0
