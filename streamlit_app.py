@@ -1,11 +1,13 @@
 """audiovis listening page: pick a unit of the content CNN and hear what excites it.
 
-Run with ``audiovis serve -w WS`` (or ``streamlit run streamlit_app.py``; the workspace comes from ``?ws=``,
-``$AUDIOVIS_WORKSPACE`` or ``workspaces/demo``). A thin shell: everything it shows is computed by
+Run with ``audiovis serve -w WS [-w WS2 ...]`` (or ``streamlit run streamlit_app.py``, which serves
+``$AUDIOVIS_WORKSPACE`` or ``workspaces/demo``). The page serves only those workspaces: ``?ws=`` picks one of them
+by name and opens nothing else. A view that fails shows what is wrong and how to repair it; the traceback goes to
+the server log only. A thin shell: everything it shows is computed by
 :mod:`audiovis.explore` and :mod:`audiovis.clips`, loaded through :mod:`audiovis.ui.common`.
 
 URL query parameters reopen a view: ``?ws=...&view=unit&unit=conv2:17&n=10&bottom=0``,
-``?view=layer&layer=conv2``, ``?view=song&song=S0001&layer=conv3``.
+``?view=layer&layer=conv2``, ``?view=song&song=S0001&layer=conv3`` (``ws`` is a served workspace's name).
 """
 from __future__ import annotations
 
@@ -22,20 +24,21 @@ from audiovis.explore import SORT_KEYS
 from audiovis.ui.common import (
     _stamp,
     clip_player,
-    default_workspace,
     encoded_clip,
     format_labels,
     get_explorer,
     goto,
     heatmap,
     histogram_png,
+    page_error,
+    pick_workspace,
+    served_workspaces,
     song_link,
     unit_link,
     unit_table,
     unit_view_data,
     ws_state,
 )
-from audiovis.workspace import Workspace
 
 VIEWS = {"unit": "Unit", "layer": "Layer overview", "song": "Song"}
 OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
@@ -72,7 +75,7 @@ def init_state() -> None:
     if "_init" not in ss:
         ss["_init"] = True
         qp = st.query_params
-        ss["ws"] = qp.get("ws") or default_workspace()
+        ss["ws"], ss["_ws_refused"] = pick_workspace(qp.get("ws"))
         view = qp.get("view", "unit")
         ss["view"] = view if view in available_views() else "unit"
         if qp.get("unit"):
@@ -106,21 +109,32 @@ def sync_query(params: dict) -> None:
 
 # ----------------------------------------------------------------------------- views
 def workspace_ui() -> str | None:
-    """Sidebar workspace picker; the empty state when there is no finished workspace. Returns its path."""
+    """Sidebar workspace picker (among the served ones only); the empty state when the workspace is not finished.
+    Returns its path."""
     st.sidebar.title("audiovis")
-    path = st.sidebar.text_input("Workspace", key="ws", help="a folder built by `audiovis run` or `audiovis demo`")
+    served = served_workspaces()
+    if st.session_state.get("ws") not in served:
+        st.session_state["ws"] = next(iter(served))
+    if len(served) > 1:
+        name = st.sidebar.selectbox("Workspace", list(served), key="ws", help="the workspaces this server serves")
+    else:
+        name = st.session_state["ws"]
+        st.sidebar.caption(f"Workspace: **{name}**")
+    if st.session_state.pop("_ws_refused", False):
+        st.sidebar.warning("The workspace in the link is not served here; showing "
+                           f"'{name}'. This server serves: {', '.join(served)}.")
+    path = served[name]
     state, msg = ws_state(path)
     if state != "ready":
         st.title("audiovis: hear what a music-recommendation network has learned")
         st.info(msg, icon="📂")
-        st.markdown("Build the demo workspace (400 songs with ground truth, about 15 minutes on a laptop):")
+        st.markdown("Build the demo workspace (480 songs with ground truth, about 5 minutes on a laptop):")
         st.code("audiovis demo", language="bash")
         st.markdown("or one from your own music and listening log:")
         st.code(f"audiovis run --workspace {path} --audio AUDIO_DIR --plays PLAYS.tsv", language="bash")
-        st.markdown("Then open it here (type its path in the sidebar), or serve it with "
-                    f"`audiovis serve --workspace {path}`.")
+        st.markdown(f"Then serve it with `audiovis serve --workspace {path}`.")
         return None
-    return str(Workspace(path).path)
+    return path
 
 
 def _unit_desc(rows: list[dict]) -> dict[str, str]:
@@ -310,22 +324,26 @@ def optional_ui(name: str, ws_path: str) -> dict:
 def main() -> None:
     st.set_page_config(page_title="audiovis: listening page", page_icon="🎧", layout="wide")
     init_state()
-    ws_path = workspace_ui()
-    if ws_path is None:
-        sync_query({"ws": st.session_state.get("ws")})
-        return
-    views = available_views()
-    if st.session_state.get("view") not in views:
-        st.session_state["view"] = "unit"
-    view = st.sidebar.radio("View", list(views), key="view", format_func=views.get, horizontal=False)
-    if view == "unit":
-        params = unit_ui(ws_path)
-    elif view == "layer":
-        params = layer_ui(ws_path)
-    elif view == "song":
-        params = song_ui(ws_path)
-    else:
-        params = optional_ui(view, ws_path)
+    try:
+        ws_path = workspace_ui()
+        if ws_path is None:
+            sync_query({"ws": st.session_state.get("ws")})
+            return
+        views = available_views()
+        if st.session_state.get("view") not in views:
+            st.session_state["view"] = "unit"
+        view = st.sidebar.radio("View", list(views), key="view", format_func=views.get, horizontal=False)
+        if view == "unit":
+            params = unit_ui(ws_path)
+        elif view == "layer":
+            params = layer_ui(ws_path)
+        elif view == "song":
+            params = song_ui(ws_path)
+        else:
+            params = optional_ui(view, ws_path)
+    except Exception as e:          # never a traceback in the page (Streamlit's rerun/stop are BaseExceptions)
+        st.error(page_error(e, st.session_state.get("ws", "")), icon="⚠️")
+        params = {"view": st.session_state.get("view")}
     sync_query({"ws": st.session_state.get("ws"), **params})
 
 

@@ -53,6 +53,15 @@ def _engine_opts(p):
                         "local Ray for the run)")
 
 
+def _serve_opts(p):
+    g = p.add_argument_group("page server")
+    g.add_argument("--port", type=int, default=8501)
+    g.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")
+    g.add_argument("--allow-add", action="store_true",
+                   help="let visitors add uploaded songs to the workspace (off by default: the page only reads)")
+
+
 def _configs(a):
     from .config import FactorConfig, FeatureConfig
     from .index import IndexConfig
@@ -84,10 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build the demo workspace from samples/ if missing, then serve the page")
     _ws_arg(p), _stage_opts(p)
     p.add_argument("--no-serve", action="store_true", help="build only")
-    p.add_argument("--port", type=int, default=8501)
-    p = sub.add_parser("serve", help="serve the listening page for a workspace")
-    _ws_arg(p)
-    p.add_argument("--port", type=int, default=8501)
+    _serve_opts(p)
+    p = sub.add_parser("serve", help="serve the listening page for one or more workspaces (only those)")
+    p.add_argument("-w", "--workspace", action="append", default=None,
+                   help="a workspace to serve; repeat for several (default: AUDIOVIS_WORKSPACE or "
+                        f"{DEFAULT_DEMO_WS}). Visitors pick among these and can open nothing else")
+    _serve_opts(p)
     sub.add_parser("check", help="check that torch, torchaudio and the other libraries load together")
     p = sub.add_parser("report", help="problems found in the inputs, per stage")
     _ws_arg(p)
@@ -134,6 +145,9 @@ def _dispatch(a) -> int:
         from .deps import check
         print("audiovis: dependencies load: " + ", ".join(check()))
         return 0
+    if a.cmd == "serve":
+        paths = a.workspace or [os.environ.get("AUDIOVIS_WORKSPACE", DEFAULT_DEMO_WS)]
+        return serve(paths, a.port, host=a.host, allow_add=a.allow_add)
     from .workspace import Workspace
     ws = Workspace(a.workspace)
     if a.cmd == "ingest":
@@ -175,9 +189,7 @@ def _dispatch(a) -> int:
         out = run_pipeline(ws, n_jobs=a.jobs, **demo_inputs(), **_configs(a))
         _finish(ws, out)
         if not a.no_serve:
-            return serve(ws.path, a.port)
-    elif a.cmd == "serve":
-        return serve(ws.path, a.port)
+            return serve([ws.path], a.port, host=a.host, allow_add=a.allow_add)
     elif a.cmd == "report":
         ws.require("ingest")
         _print_report(ws, None, limit=None)
@@ -235,19 +247,36 @@ def _print_report(ws, stage, limit=20):
         print(f"  ... and {len(rows) - limit} more: `audiovis report -w {ws.path}`")
 
 
-def serve(ws_path: Path, port: int = 8501, exec_: bool = True) -> int:
-    """Serve the page. By default this process *becomes* Streamlit (``os.execve``): no child is left behind when
-    the server is stopped with SIGTERM or SIGHUP (a ``subprocess`` child outlived its parent); ``exec_=False`` runs
-    it as a child and returns its exit status."""
+def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool = False,
+          exec_: bool = True) -> int:
+    """Serve the page for ``workspaces`` (paths; the page opens nothing else) on ``host:port``.
+
+    By default this process *becomes* Streamlit (``os.execve``): no child is left behind when the server is
+    stopped with SIGTERM or SIGHUP (a ``subprocess`` child outlived its parent); ``exec_=False`` runs it as a child
+    and returns its exit status. Tracebacks go to this process's log only (``client.showErrorDetails none``).
+    """
+    from .ui.common import ALLOW_ADD_ENV, WORKSPACES_ENV
+    if isinstance(workspaces, (str, os.PathLike)):
+        workspaces = [workspaces]
+    paths = [str(Path(w).expanduser().resolve()) for w in workspaces]
+    for p in paths:
+        if os.pathsep in p:
+            print(f"audiovis: error: workspace path '{p}' contains '{os.pathsep}'; rename or link it",
+                  file=sys.stderr)
+            return 2
     app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
     if not app.exists():
         print(f"audiovis: error: the page '{app}' is missing; install audiovis from a source checkout "
               f"(pip install -e .)", file=sys.stderr)
         return 2
-    env = dict(os.environ, AUDIOVIS_WORKSPACE=str(ws_path))
-    print(f"serving the listening page for {ws_path} on http://localhost:{port}")
+    env = dict(os.environ, AUDIOVIS_WORKSPACE=paths[0], **{WORKSPACES_ENV: os.pathsep.join(paths),
+                                                            ALLOW_ADD_ENV: "1" if allow_add else "0"})
+    shown = "localhost" if host in ("127.0.0.1", "localhost", "::1") else host
+    print(f"serving the listening page for {', '.join(paths)} on http://{shown}:{port} (listening on {host}"
+          f"{'; visitors may add songs' if allow_add else ''})")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.showErrorDetails", "none"]
     if exec_ and hasattr(os, "execve"):
         sys.stdout.flush()
         sys.stderr.flush()

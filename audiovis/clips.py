@@ -25,6 +25,7 @@ from . import audio
 from .errors import ParameterError
 
 SR = 22050
+BLOCK_S = 20.0   # seconds per write in encode(): one Vorbis write of > ~60 s crashes libsndfile 1.2.2
 FORMATS = {
     # name: (soundfile format, subtype, MIME type)
     "ogg": ("OGG", "VORBIS", "audio/ogg"),
@@ -90,17 +91,32 @@ def fade(y: np.ndarray, sr: int = SR, fade_s: float = FADE_S) -> np.ndarray:
     return y
 
 
-def encode(y: np.ndarray, sr: int = SR, fmt: str = "ogg", quality: float | None = None) -> bytes:
-    """Encode mono float audio to bytes, without any normalisation.
+def encode(y: np.ndarray, sr: int = SR, fmt: str = "ogg", quality: float | None = None,
+           out: str | os.PathLike | io.IOBase | None = None) -> bytes | None:
+    """Encode mono float audio, without any normalisation: the one encoder of every sound audiovis serves or
+    writes (clips, whole songs, dreams, auralisation, backward queries, uploads).
+
+    The samples go to libsndfile in blocks of :data:`BLOCK_S` seconds through one :class:`soundfile.SoundFile`:
+    libsndfile 1.2.2 (bundled with soundfile) crashes the whole process on a single Vorbis write of more than
+    about 60 s at 22,050 Hz; block writes of the same audio are safe at any length.
 
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
-        Samples in [-1, 1] (values outside are clipped by the encoder, never rescaled).
+        Samples in [-1, 1] (values outside are clipped, never rescaled).
+    sr : int
+        Sample rate.
     fmt : str
         ``'ogg'`` (Vorbis, default), ``'mp3'``, ``'wav'`` or ``'flac'``.
     quality : float or None
         soundfile's ``compression_level`` (0 = best quality, 1 = smallest) for lossy formats.
+    out : path, file object or None
+        Where to write; ``None`` (default) returns the encoded bytes.
+
+    Returns
+    -------
+    data : bytes or None
+        The encoded file when ``out`` is ``None``.
     """
     if fmt not in FORMATS:
         raise ParameterError(f"audio format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -108,10 +124,13 @@ def encode(y: np.ndarray, sr: int = SR, fmt: str = "ogg", quality: float | None 
     if y.ndim != 1 or len(y) == 0:
         raise ParameterError(f"encode needs non-empty mono audio of shape (n,), got shape {y.shape}")
     container, subtype, _ = FORMATS[fmt]
-    buf = io.BytesIO()
+    buf = io.BytesIO() if out is None else out
     kw = {"compression_level": quality} if quality is not None and fmt in ("ogg", "mp3", "flac") else {}
-    sf.write(buf, np.clip(y, -1.0, 1.0), sr, format=container, subtype=subtype, **kw)
-    return buf.getvalue()
+    block = max(1, int(BLOCK_S * sr))
+    with sf.SoundFile(buf, "w", samplerate=int(sr), channels=1, format=container, subtype=subtype, **kw) as f:
+        for i in range(0, len(y), block):
+            f.write(np.clip(y[i:i + block], -1.0, 1.0))
+    return buf.getvalue() if out is None else None
 
 
 def mime_type(fmt: str) -> str:

@@ -606,6 +606,51 @@ def merge_unit_data(d: dict, n_old: int, A: np.ndarray, P: np.ndarray, widx: np.
     return d
 
 
+class _ContentIndex:
+    """Songs of a workspace by file size, hashed only on a size collision (as ingest finds duplicates): one
+    ``stat`` per catalogue song, built on the first lookup."""
+
+    def __init__(self, ws: Workspace):
+        self.ws, self.by_size = ws, None
+
+    def _build(self) -> dict:
+        by_size: dict[int, list] = {}
+        for s in self.ws.songs():
+            if s["status"] != "ok":
+                continue
+            try:
+                p = self.ws.resolve_audio(s["path"])
+                by_size.setdefault(os.path.getsize(p), []).append([s["song_id"], p, None])
+            except (OSError, AudiovisError):
+                continue
+        return by_size
+
+    def find(self, path) -> str | None:
+        """Song id of a catalogue song whose file has the same bytes as ``path``, else None."""
+        from .catalog import content_hash
+        if self.by_size is None:
+            self.by_size = self._build()
+        try:
+            rows = self.by_size.get(os.path.getsize(path), [])
+            digest = content_hash(path) if rows else None
+        except OSError:
+            return None
+        for row in rows:
+            if row[2] is None:
+                try:
+                    row[2] = content_hash(row[1])
+                except OSError:
+                    row[2] = ""
+            if row[2] == digest:
+                return row[0]
+        return None
+
+    def note(self, path, song_id: str) -> None:
+        """Remember a song added in this batch (two identical files in one call are duplicates too)."""
+        if self.by_size is not None:
+            self.by_size.setdefault(os.path.getsize(path), []).append([song_id, str(path), None])
+
+
 def add_songs(eng: ColdStart, files, song_ids=None, progress: bool = False) -> dict:
     """Implementation of :meth:`ColdStart.add` (and ``audiovis add``)."""
     ws = eng.ws
@@ -615,15 +660,21 @@ def add_songs(eng: ColdStart, files, song_ids=None, progress: bool = False) -> d
         raise ParameterError(f"got {len(_as_list(song_ids))} song ids for {len(files)} files")
     ids = _as_list(song_ids) if song_ids is not None else [Path(f).stem for f in files]
     taken = set(ws.song_ids())
+    same_content = _ContentIndex(ws)
     embs, failed = [], []
     for f, sid in zip(files, ids):
         try:
             if sid in taken:
                 raise ParameterError(f"'{f}': song id '{sid}' is already in the workspace; pass another id")
+            dup = same_content.find(f)
+            if dup is not None:
+                raise ParameterError(f"'{f}': duplicate of song '{dup}' (identical file content), which is "
+                                     f"already in the workspace; not added")
             emb = eng.embed_file(f, song_id=sid, units=True, keep_frames=True, max_duration=eng.fcfg.max_duration)
             if not len(emb.window_starts):
                 raise AudioError(f"'{f}': shorter than one {eng.fcfg.window_s:g} s window")
             taken.add(sid)
+            same_content.note(f, sid)
             embs.append(emb)
             if progress:
                 print(f"add: embedded '{f}' ({len(emb.window_starts)} windows)")

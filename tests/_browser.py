@@ -1,4 +1,4 @@
-"""Shared helpers for the browser tests: serve the page with `streamlit run`, drive headless Chromium."""
+"""Shared helpers for the browser tests: serve the page with `audiovis serve`, drive headless Chromium."""
 from __future__ import annotations
 
 import contextlib
@@ -27,13 +27,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(ws_path, timeout: float = 90.0):
-    """Run the page with `streamlit run` on a free localhost port; yields its base URL; always stops it."""
+def serve_app(ws_path, timeout: float = 90.0, allow_add: bool = False):
+    """Run the page with `audiovis serve` on a free localhost port; yields its base URL; always stops it."""
     port = _free_port()
-    env = dict(os.environ, AUDIOVIS_WORKSPACE=str(ws_path), OPENBLAS_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(port), "--server.address",
-           "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", STREAMLIT_SERVER_FILE_WATCHER_TYPE="none")
+    cmd = [sys.executable, "-m", "audiovis.cli", "serve", "-w", str(ws_path), "--port", str(port)]
+    if allow_add:
+        cmd.append("--allow-add")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -82,3 +82,26 @@ def built_ws(corpus, tiny_configs, tmp_path_factory):
     out = run_pipeline(ws, corpus["audio_dir"], corpus["plays"], corpus["manifest"], corpus["labels"],
                        n_jobs=1, progress=False, **tiny_configs)
     return ws, out
+
+
+LONG_ID = "long10min"
+
+
+@pytest.fixture(scope="session")
+def long_ws(built_ws, tmp_path_factory):
+    """A copy of the built workspace with one 10-minute OGG Vorbis song added (cold-start ``add``, no
+    retraining): the song view of a long song, whose encode once crashed libsndfile and the whole server."""
+    import shutil
+
+    from audiovis.clips import encode
+    from audiovis.workspace import Workspace
+    root = tmp_path_factory.mktemp("long")
+    ws = root / "ws"
+    shutil.copytree(built_ws[0], ws)
+    rng = np.random.default_rng(10)
+    y = np.concatenate([synth_song(KINDS[i % 3], 60.0, rng) for i in range(10)])     # 600 s, kinds alternate
+    song = root / f"{LONG_ID}.ogg"
+    encode(y, SR, "ogg", out=song)
+    out = Workspace(ws).add([song])
+    assert out["added"] and not out["failed"], out
+    return ws, song

@@ -1,15 +1,18 @@
 """The Streamlit page's logic with streamlit.testing.v1.AppTest on the built fixture workspace."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[1] / "streamlit_app.py")
 
 
-def _app(monkeypatch, ws, **params) -> AppTest:
-    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(ws))
+def _app(monkeypatch, ws_dir, **params) -> AppTest:
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(ws_dir))
     at = AppTest.from_file(APP, default_timeout=120)
     for k, v in params.items():
         at.query_params[k] = v
@@ -40,21 +43,71 @@ def test_query_params_reopen_a_unit(monkeypatch, built_ws):
     assert len(at.get("image")) == 4 + 1                             # a picture per clip + the histogram
     qp = dict(at.query_params)
     assert qp["unit"] == "conv2:3" and qp["n"] == "4" and qp["bottom"] == "0" and qp["view"] == "unit"
-    assert qp["ws"] == str(built_ws[0])
+    assert qp["ws"] == built_ws[0].name                            # the served workspace's name, not its path
 
 
-def test_ws_query_param_and_least_activating(monkeypatch, built_ws, tmp_path):
-    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(tmp_path / "elsewhere"))
+def test_ws_query_param_picks_among_served_workspaces_and_least_activating(monkeypatch, built_ws, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("AUDIOVIS_WORKSPACES", os.pathsep.join([str(other), str(built_ws[0])]))
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update(ws=str(built_ws[0]), unit="output:1", n="2", bottom="1")
+    at.query_params.update(ws=built_ws[0].name, unit="output:1", n="2", bottom="1")
     at.run()
     assert not at.exception
+    assert at.sidebar.selectbox(key="ws").options == ["other", built_ws[0].name]
     assert "Unit output:1" in _titles(at)
     assert at.sidebar.toggle(key="bottom").value is True
     assert any("Least 2 clips" in m.value for m in at.markdown)
     assert len(at.get("audio")) == 2
+    at.sidebar.selectbox(key="ws").set_value("other").run()          # the empty state of the other one
+    assert not at.exception and "No workspace at" in at.info[0].value
 
 
+def _all_text(at) -> str:
+    parts = []
+    for kind in ("markdown", "caption", "title", "info", "warning", "error", "code", "text", "header", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)] + [str(e.value) for e in getattr(at.sidebar, kind)]
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("hostile", ["../../../../tmp/other_ws", "~", "/proc/self", "\x00", "OTHER"])
+def test_ws_param_cannot_open_anything_else(monkeypatch, built_ws, tmp_path, hostile):
+    """A visitor's ?ws= is a name among the served workspaces: a path, ~, /proc/self or a NUL byte opens
+    nothing, echoes nothing of the server, and the served workspace is shown with a warning."""
+    other = tmp_path / "OTHER"                                        # a finished workspace that is not served
+    shutil.copytree(built_ws[0], other)
+    if hostile == "../../../../tmp/other_ws":
+        hostile = os.path.relpath(other, Path.cwd())
+    at = _app(monkeypatch, built_ws[0], ws=hostile, unit="conv2:1", n="2")
+    assert not at.exception
+    assert "Unit conv2:1" in _titles(at)
+    assert "is not served here" in at.sidebar.warning[0].value
+    assert at.query_params["ws"] == built_ws[0].name
+    text = _all_text(at)
+    assert str(Path.home()) not in text and str(os.getpid()) not in text and "/proc" not in text
+    assert str(other) not in text
+
+
+def _damaged_copy(built_ws, tmp_path, damage) -> Path:
+    ws = tmp_path / "damaged"
+    shutil.copytree(built_ws[0], ws)
+    damage(ws)
+    return ws
+
+
+@pytest.mark.parametrize("damage,expect", [
+    (lambda ws: [(ws / f"catalog.sqlite{x}").unlink(missing_ok=True) for x in ("-wal", "-shm")]
+     + [(ws / "catalog.sqlite").write_bytes(b"this is not a database" * 100)], "audiovis ingest"),
+    (lambda ws: (ws / "index" / "units.npz").unlink(), "audiovis index"),
+    (lambda ws: (ws / "model.pt").write_bytes(b"\x80\x04corrupt pickle"), "audiovis"),
+], ids=["corrupt-catalog", "missing-units", "bad-checkpoint"])
+def test_damaged_workspace_gives_a_message_not_a_traceback(monkeypatch, built_ws, tmp_path, damage, expect):
+    ws = _damaged_copy(built_ws, tmp_path, damage)
+    at = _app(monkeypatch, ws, view="unit", unit="conv2:1")
+    assert not at.exception, at.exception
+    msgs = [e.value for e in at.error] + [e.value for e in at.info]
+    assert msgs and any(expect in m for m in msgs), msgs
+    assert "Traceback" not in _all_text(at) and 'File "' not in _all_text(at)
 def test_selection_sort_search_random(monkeypatch, built_ws):
     at = _app(monkeypatch, built_ws[0])
     assert not at.exception and len(at.get("audio")) == 5           # n defaults to 10, capped at k = 5
@@ -93,3 +146,20 @@ def test_layer_and_song_views(monkeypatch, built_ws):
     assert len(at.get("audio")) == 1
     at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("song_unit_"))).click().run()
     assert not at.exception and _titles(at)[0].startswith("Unit ")
+
+
+def test_song_view_of_a_ten_minute_song(monkeypatch, long_ws):
+    """The song view of a 10-minute song plays the whole song (one Vorbis write of it crashed the server)."""
+    import io
+
+    import soundfile as sf
+    from conftest import LONG_ID
+    at = _app(monkeypatch, long_ws[0], view="song", song=LONG_ID)
+    assert not at.exception
+    assert f"Song {LONG_ID}" in _titles(at)
+    assert len(at.get("audio")) == 1
+    from audiovis.explore import Explorer
+    ex = Explorer(long_ws[0])
+    clip = ex.song_audio(ex.song_ids.index(LONG_ID))                   # what the view encoded and played
+    y, sr = sf.read(io.BytesIO(clip.data))
+    assert clip.mime == "audio/ogg" and len(y) / sr == pytest.approx(600.0, abs=0.1)

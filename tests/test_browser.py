@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,8 @@ def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_p
             main = page.inner_text("[data-testid=stMain]")
             assert song.name in main and "Likely listeners" in main and "Most active units" in main
             assert "When the most active units fire" in main
+            assert "Adding songs to the workspace is off on this server" in main     # read-only unless --allow-add
+            assert page.get_by_role("button", name="Add this song to the workspace").count() == 0
             n_audio = page.eval_on_selector_all("audio", "els => els.length")
             assert n_audio >= 1 + 3                         # the upload and at least 3 similar songs' clips
             srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
@@ -96,5 +99,30 @@ def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_p
             assert sr == 22050 and len(y) / sr >= 1.0 and float(abs(y).max()) > 0.0
             assert panel.locator("img").count() >= 1
             page.screenshot(path=str(tmp_path / "visualise.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_song_view_of_a_ten_minute_song_in_a_real_browser(long_ws):
+    """The song view of a 10-minute song: the page stays up and its player's source is the whole song."""
+    _need_browser()
+    from conftest import LONG_ID
+    from playwright.sync_api import sync_playwright
+    with serve_app(long_ws[0]) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            open_and_wait(page, f"{base}/?view=song&song={LONG_ID}", 1)
+            assert f"Song {LONG_ID}" in page.inner_text("[data-testid=stMain] h1")
+            srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
+            assert len(srcs) == 1
+            r = page.request.get(srcs[0])
+            assert r.ok and r.headers.get("content-type", "").startswith("audio/ogg")
+            y, sr = sf.read(io.BytesIO(r.body()))
+            assert sr == 22050 and len(y) / sr == pytest.approx(600.0, abs=0.1)
+            widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
+            assert widths and min(widths) > 100                # the song's picture decoded
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as h:
+                assert h.status == 200                          # the server is still up
         finally:
             browser.close()

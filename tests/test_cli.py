@@ -30,6 +30,26 @@ def _pids_with_env(marker: str) -> list[int]:
     return out
 
 
+def _listen_addresses(port: int) -> set[str]:
+    """Local addresses of the sockets listening on ``port`` (Linux /proc/net/tcp and tcp6)."""
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for r in rows:
+            local, state = r.split()[1], r.split()[3]
+            addr, p = local.rsplit(":", 1)
+            if int(p, 16) == port and state == "0A":           # LISTEN
+                if len(addr) == 8:
+                    out.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]))
+                else:
+                    b = bytes.fromhex(addr)
+                    out.add(socket.inet_ntop(socket.AF_INET6, b"".join(b[i:i + 4][::-1] for i in range(0, 16, 4))))
+    return out
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
 def test_serve_sigterm_leaves_no_server(tmp_path):
     port = _free_port()
@@ -50,6 +70,7 @@ def test_serve_sigterm_leaves_no_server(tmp_path):
             assert time.time() - t0 < 90, "the page did not answer within 90 s"
             time.sleep(0.3)
         assert _pids_with_env(marker) == [proc.pid], "serve must be the server itself, not its parent"
+        assert _listen_addresses(port) == {"127.0.0.1"}, "serve must bind localhost unless told --host"
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
         time.sleep(0.5)

@@ -94,3 +94,21 @@ def test_cut_errors_name_the_file(tmp_path):
         clips.cut(tmp_path / "missing.ogg", 0, 3)
     with pytest.raises(ParameterError, match="clip start must be >= 0 s, got -1"):
         clips.cut(tmp_path / "x.ogg", -1, 3)
+
+
+def test_encode_ten_minutes_of_vorbis_in_one_call(tmp_path):
+    """One soundfile write of > ~60 s of Vorbis crashes libsndfile 1.2.2 (exit 139); encode() writes in blocks.
+    Run in a child process so that a regression fails this test instead of killing the test session."""
+    import subprocess
+    import sys
+    code = ("import io, numpy as np, soundfile as sf\n"
+            "from audiovis.clips import encode\n"
+            "y = (np.random.default_rng(0).standard_normal(22050 * 600) * 0.1).astype(np.float32)\n"
+            f"encode(y, 22050, 'ogg', out={str(tmp_path / 'long.ogg')!r})\n"
+            "z, sr = sf.read(io.BytesIO(encode(y[: 22050 * 120], 22050, 'ogg')))\n"
+            "print(len(z), sr)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    assert r.stdout.split() == [str(22050 * 120), "22050"]
+    info = sf.info(str(tmp_path / "long.ogg"))
+    assert info.samplerate == 22050 and info.frames == 22050 * 600

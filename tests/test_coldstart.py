@@ -300,6 +300,21 @@ def test_add_upload_validates_before_writing(built_ws, new_songs, tmp_path):
     out = cs.add_upload(dst, "../../evil name.wav", new_songs["low"].read_bytes())
     assert out["added"][0]["song_id"] == "evil name" and (dst / "uploads" / "evil name.wav").exists()
     assert Workspace(dst).songs()[-1]["path"] == str((dst / "uploads" / "evil name.wav").resolve())
+    again = cs.add_upload(dst, "evil name.wav", new_songs["low"].read_bytes())   # the same upload twice
+    assert not again["added"]
+    assert "duplicate of song 'evil name' (identical file content)" in again["failed"][0]["reason"]
+    assert Workspace(dst).n_songs == 31 and sorted(p.name for p in (dst / "uploads").iterdir()) == ["evil name.wav"]
+
+
+def test_add_refuses_a_catalogue_song_under_a_new_id(built_ws, tmp_path):
+    """Ingest refuses identical files under two ids; add does too (one stat per song, a hash on a size match)."""
+    dst = tmp_path / "ws"
+    shutil.copytree(built_ws[0], dst)
+    ws = Workspace(dst)
+    first = ws.songs()[0]
+    out = ws.add([ws.resolve_audio(first["path"])], song_ids=["COPY"])
+    assert not out["added"] and f"duplicate of song '{first['song_id']}'" in out["failed"][0]["reason"]
+    assert Workspace(dst).n_songs == 30
 
 
 def _page():
@@ -335,6 +350,24 @@ def test_page_renders_upload(monkeypatch, ws, new_songs, tmp_path):
     at = AppTest.from_function(_page, default_timeout=120).run()
     assert not at.exception
     assert at.error[0].value.startswith("Cannot use this upload: 'broken.ogg': not a readable audio file")
+
+
+def test_page_adds_only_when_the_server_allows_it(monkeypatch, built_ws, new_songs, tmp_path):
+    from streamlit.testing.v1 import AppTest
+    dst = tmp_path / "ws"
+    shutil.copytree(built_ws[0], dst)
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(dst))
+    monkeypatch.setenv("CS_UPLOAD", str(new_songs["high"]))
+    monkeypatch.delenv("AUDIOVIS_ALLOW_ADD", raising=False)
+    at = AppTest.from_function(_page, default_timeout=120).run()
+    assert not at.exception and not [b for b in at.button if b.key == "coldstart_add"]
+    assert any("Adding songs to the workspace is off on this server" in c.value for c in at.caption)
+    monkeypatch.setenv("AUDIOVIS_ALLOW_ADD", "1")                 # audiovis serve --allow-add
+    at = AppTest.from_function(_page, default_timeout=120).run()
+    at.button(key="coldstart_add").click().run()
+    assert not at.exception and at.success and Workspace(dst).n_songs == 31
+    at.button(key="coldstart_add").click().run()                 # the same upload again
+    assert not at.exception and "duplicate of song" in at.error[0].value and Workspace(dst).n_songs == 31
 
 
 def test_workspace_ann_path_follows_add(built_ws, new_songs, tmp_path):

@@ -11,7 +11,7 @@ import streamlit as st
 from .. import coldstart as cs
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import AudiovisError
-from .common import clip_player, encoded_clip, format_labels, song_link, unit_link
+from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed
 
 
 @st.cache_resource(show_spinner="Loading the model for cold-start queries...", max_entries=4)
@@ -114,8 +114,11 @@ def coldstart_ui(ws_path: str) -> dict:
         st.image(_timeline_png(rec, [u["unit"] for u in rec["units"]]), width="stretch")
 
     st.divider()
-    if st.button("Add this song to the workspace", key="coldstart_add",
-                 help="Featurize, embed and index it without retraining; it then appears like any other song."):
+    if not writes_allowed():
+        st.caption("Adding songs to the workspace is off on this server (the operator can allow it with "
+                   "`audiovis serve --allow-add`; from a shell, `audiovis add` does the same).")
+    elif st.button("Add this song to the workspace", key="coldstart_add",
+                   help="Featurize, embed and index it without retraining; it then appears like any other song."):
         try:
             out = cs.add_upload(ws_path, up.name, data)
         except AudiovisError as e:

@@ -11,21 +11,99 @@ Examples
 """
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlencode
 
 import streamlit as st
 
+from ..errors import AudiovisError
 from ..explore import ClipView, Explorer, HeatMap, render_heatmap, render_histogram, workspace_state
 from ..workspace import Workspace
 
 DEFAULT_WS = "workspaces/demo"
+WORKSPACES_ENV = "AUDIOVIS_WORKSPACES"   # the served workspaces, os.pathsep-separated (set by `audiovis serve`)
+ALLOW_ADD_ENV = "AUDIOVIS_ALLOW_ADD"     # "1": visitors may add uploaded songs (`audiovis serve --allow-add`)
+log = logging.getLogger("audiovis.page")
 
 
 def default_workspace() -> str:
     """``$AUDIOVIS_WORKSPACE``, else ``workspaces/demo``."""
     return os.environ.get("AUDIOVIS_WORKSPACE") or DEFAULT_WS
+
+
+def served_workspaces() -> dict[str, str]:
+    """The workspaces this server was started with, ``{name: resolved path}`` in the order given.
+
+    From ``$AUDIOVIS_WORKSPACES`` (``audiovis serve -w A -w B``), else the single :func:`default_workspace`. A
+    visitor only ever picks a *name* among these: nothing a visitor types is turned into a path. Names are the
+    folders' names (``demo``), made unique with ``-2``, ``-3``...
+    """
+    raw = os.environ.get(WORKSPACES_ENV, "")
+    paths = [p for p in raw.split(os.pathsep) if p.strip()] or [default_workspace()]
+    out: dict[str, str] = {}
+    for p in paths:
+        rp = str(Path(p).expanduser().resolve())
+        if rp in out.values():
+            continue
+        base = Path(rp).name or "workspace"
+        name, i = base, 2
+        while name in out:
+            name, i = f"{base}-{i}", i + 1
+        out[name] = rp
+    return out
+
+
+def pick_workspace(requested: str | None) -> tuple[str, bool]:
+    """The name of the served workspace a visitor asked for (``?ws=``: a name, or a served path exactly as
+    served), else the first one. Returns ``(name, refused)``: refused is True when ``requested`` named
+    something this server does not serve."""
+    served = served_workspaces()
+    first = next(iter(served))
+    if not requested:
+        return first, False
+    if requested in served:
+        return requested, False
+    for name, path in served.items():
+        if requested == path:
+            return name, False
+    return first, True
+
+
+def workspace_name(ws_path: str) -> str:
+    """The name under which a served workspace appears in URLs (its path when it is not served)."""
+    rp = str(Path(ws_path).expanduser().resolve())
+    for name, path in served_workspaces().items():
+        if path == rp:
+            return name
+    return str(ws_path)
+
+
+def writes_allowed() -> bool:
+    """True when the server was started with ``--allow-add`` (visitors may add songs to the workspace)."""
+    return os.environ.get(ALLOW_ADD_ENV, "") == "1"
+
+
+def page_error(e: BaseException, ws_name: str = "WS") -> str:
+    """What a visitor is told when a view fails: what is wrong and which command repairs it, never a traceback
+    (that goes to the server log, logger ``audiovis.page``)."""
+    log.error("view failed in workspace %s", ws_name, exc_info=e)
+    ws_arg = f"-w {ws_name}" if ws_name else ""
+    if isinstance(e, AudiovisError):
+        return str(e)
+    if isinstance(e, sqlite3.DatabaseError):
+        return (f"The catalogue of workspace '{ws_name}' (catalog.sqlite) cannot be read ({e}). Rebuild it with "
+                f"`audiovis ingest {ws_arg} --audio AUDIO_DIR --plays PLAYS --force`, then `audiovis run {ws_arg} "
+                f"--audio AUDIO_DIR --plays PLAYS` (finished stages are reused).")
+    if isinstance(e, FileNotFoundError):
+        missing = Path(e.filename).name if e.filename else "a file"
+        return (f"Workspace '{ws_name}' is missing {missing}. Rebuild its index with `audiovis index {ws_arg} "
+                f"--force` (or `audiovis run` to redo every unfinished stage).")
+    return (f"This view failed ({type(e).__name__}); the server log has the details. If an artifact of "
+            f"workspace '{ws_name}' is damaged, `audiovis run {ws_arg} --audio AUDIO_DIR --plays PLAYS` redoes "
+            f"every unfinished stage and `audiovis report {ws_arg}` lists the problems found so far.")
 
 
 def _stamp(ws_path: str) -> str:
@@ -109,13 +187,13 @@ def unit_link(unit: str, ws_path: str | None = None, n: int = 10, bottom: bool =
     """A relative URL (query string) that opens a unit view, e.g. ``?ws=...&view=unit&unit=conv2%3A17&n=10``."""
     q = {}
     if ws_path:
-        q["ws"] = str(ws_path)
+        q["ws"] = workspace_name(ws_path)
     q.update({"view": "unit", "unit": str(unit), "n": int(n), "bottom": int(bool(bottom))})
     return "?" + urlencode(q)
 
 
 def song_link(song_id: str, ws_path: str | None = None, layer: str | None = None) -> str:
-    q = {"ws": str(ws_path)} if ws_path else {}
+    q = {"ws": workspace_name(ws_path)} if ws_path else {}
     q.update({"view": "song", "song": song_id})
     if layer:
         q["layer"] = layer

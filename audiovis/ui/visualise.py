@@ -30,10 +30,8 @@ def _png(fig) -> bytes:
 
 
 def _wav(y: np.ndarray, sr: int) -> bytes:
-    import soundfile as sf
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(y, dtype=np.float32), -1, 1), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+    from ..clips import encode
+    return encode(y, sr, "wav")
 
 
 def _ws(ws_path: str):

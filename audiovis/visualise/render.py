@@ -193,19 +193,19 @@ def mel_to_audio(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_lengt
 
 
 def save_audio(path: str | os.PathLike, y: np.ndarray, sr: int) -> None:
-    """Write audio atomically with soundfile; the format follows the extension (.wav, .flac, .ogg)."""
+    """Write audio atomically with :func:`audiovis.clips.encode`; the format follows the extension (.wav, .flac,
+    .ogg)."""
     from pathlib import Path
 
-    import soundfile as sf
-
+    from ..clips import encode
     from ..workspace import atomic_path
     path = Path(path)
     ext = path.suffix.lower()
-    fmt = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}.get(ext)
+    fmt = {".wav": "wav", ".flac": "flac", ".ogg": "ogg"}.get(ext)
     if fmt is None:
         raise ParameterError(f"audio output '{path}': extension {ext!r} is not .wav, .flac or .ogg")
     with atomic_path(path, suffix=ext) as tmp:
-        sf.write(tmp, np.clip(y, -1, 1), sr, format=fmt[0], subtype=fmt[1])
+        encode(y, sr, fmt, out=tmp)
 
 
 def plot_logmel(S_db: np.ndarray, sr: int = 22050, hop_length: int = 512, title: str = "", ax=None,
