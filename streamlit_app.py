@@ -298,8 +298,13 @@ def song_ui(ws_path: str) -> dict:
     layer = st.sidebar.selectbox("Layer", layers, key="song_layer")
     n_units = st.sidebar.slider("Units", 1, 10, 5, key="song_units")
     song_idx = ex.song_ids.index(sid)
-    png, units, labels, _segs = _song_view(ws_path, song_idx, layer, n_units, stamp)
     st.title(f"Song {sid}")
+    problem = ex.song_problem(song_idx)
+    if problem is not None:
+        st.warning(f"No activations to show: {problem}. Fix or replace the file, then run `audiovis featurize` "
+                   "and `audiovis index` (`audiovis report` lists every problem).")
+        return {"view": "song", "song": sid, "layer": layer}
+    png, units, labels, _segs = _song_view(ws_path, song_idx, layer, n_units, stamp)
     if labels:
         st.caption(format_labels(labels))
     data, mime = encoded_clip(ws_path, song_idx, 0.0, min(ex.song_duration(song_idx), 600.0))

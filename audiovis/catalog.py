@@ -64,17 +64,38 @@ def read_manifest(path: str | os.PathLike, audio_dir: str | os.PathLike,
     return mapping, problems
 
 
-def map_by_stem(audio_dir: str | os.PathLike) -> tuple[dict[str, Path], list[tuple[str, str]]]:
-    """Map every audio file under ``audio_dir`` to its file stem as song id."""
-    files = audio.find_audio(audio_dir)
+def map_by_stem(audio_dir: str | os.PathLike, allow_outside: bool = False
+                ) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """Map every audio file under ``audio_dir`` to its file stem as song id.
+
+    Symlinks are followed, but a file whose real location is outside ``audio_dir`` (a symlink out, or a file in a
+    symlinked folder elsewhere) is skipped with the reason unless ``allow_outside``, as :func:`read_manifest`
+    does. A dangling symlink is kept here (reading it fails at ingest with "file not found").
+    """
+    root = Path(audio_dir).resolve()
     mapping: dict[str, Path] = {}
     problems: list[tuple[str, str]] = []
-    for p in files:
+    for p in audio.find_audio(audio_dir):
+        if not allow_outside:
+            why = _outside(p, Path(audio_dir), root)
+            if why:
+                problems.append((p.stem, why))
+                continue
         if p.stem in mapping:
             problems.append((str(p), f"song id '{p.stem}' already taken by '{mapping[p.stem]}'; skipped"))
             continue
         mapping[p.stem] = p
     return mapping, problems
+
+
+def _outside(p: Path, audio_dir: Path, root: Path) -> str | None:
+    """Why file ``p`` (found under ``audio_dir``, whose real path is ``root``) is outside it, or None."""
+    real = p.resolve()
+    if real.is_relative_to(root) or not real.exists():
+        return None
+    rel = p.relative_to(audio_dir) if p.is_relative_to(audio_dir) else p
+    how = f"is a symlink to '{real}'" if p.is_symlink() else f"is in a symlinked folder and lies at '{real}'"
+    return f"'{rel}' {how}, outside the audio folder '{root}'; skipped (pass --allow-outside to allow it)"
 
 
 def read_labels(path: str | os.PathLike) -> dict[str, dict[str, str]]:
@@ -200,6 +221,10 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     max_duration, min_duration : float
         Songs outside these bounds (seconds) are skipped with the reason; the bounds are inclusive (a file of
         exactly 30 minutes is accepted with the default limit).
+    allow_outside : bool
+        Accept files whose real location is outside ``audio_dir``: manifest paths that leave it, and (without a
+        manifest) symlinks, or files in symlinked folders, that point out of it. By default each is skipped with
+        the reason in the report.
 
     Notes
     -----
@@ -225,7 +250,7 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     if manifest is not None:
         mapping, problems = read_manifest(manifest, audio_dir, allow_outside=allow_outside)
     else:
-        mapping, problems = map_by_stem(audio_dir)
+        mapping, problems = map_by_stem(audio_dir, allow_outside=allow_outside)
     if not mapping and not problems:
         raise DataError(f"no audio files (WAV, FLAC, OGG, Opus, MP3) found under '{audio_dir}'")
 

@@ -24,7 +24,8 @@ def _inputs(p):
     p.add_argument("--manifest", help="CSV with song_id and file columns (default: file stems are song ids)")
     p.add_argument("--labels", help="CSV of ground-truth concepts per song (optional)")
     p.add_argument("--segments", help="CSV song_id,start_s,end_s,concept,value (optional)")
-    p.add_argument("--allow-outside", action="store_true", help="let the manifest point outside the audio folder")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the manifest, or symlinks in the audio folder, point outside the audio folder")
 
 
 def _stage_opts(p):
@@ -218,6 +219,8 @@ def _coldstart(ws, a) -> int:
             print(f"wrote {len(embs)} embedding(s) to {a.out}", file=sys.stderr)
     elif a.cmd == "recommend":
         rec = cs.recommendation_json(eng.recommend(a.file, k=a.k, n_users=a.users, n_units=a.units))
+        for note in rec["song"].get("warnings", []):
+            print(f"audiovis: warning: {note}", file=sys.stderr)
         print(json.dumps(rec, indent=2) if a.json else cs.format_recommendation(rec))
         failed = []
     else:

@@ -38,6 +38,7 @@ from . import audio
 from .ann import ANN_THRESHOLD, VectorIndex, have_faiss
 from .config import FeatureConfig, _Config
 from .errors import AudioError, AudiovisError, ParameterError, WorkspaceError
+from .index import reduce_windows
 from .workspace import Workspace, atomic_path, save_json, save_npy, save_npz
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -74,6 +75,7 @@ class Embedding:
         and peak times from the window start (as in the unit index); only when units were asked for
     frames : np.ndarray [shape=(t, n_mels), float16] or None   log-mel frames (kept for ``add``)
     series : dict or None   {conv layer: (n_windows, C, T_l) float32} activations over time (for timelines)
+    warnings : list of str   what was kept in part (a truncated file: decoded X s of a claimed Y s)
     """
 
     file: str
@@ -88,10 +90,12 @@ class Embedding:
     peaks: np.ndarray | None = None
     frames: np.ndarray | None = field(default=None, repr=False)
     series: dict | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self, per_window: bool = False) -> dict:
         d = {"file": self.file, "song_id": self.song_id, "duration_s": round(self.duration, 3),
-             "n_windows": len(self.window_starts), "factors": [float(v) for v in self.factors]}
+             "n_windows": len(self.window_starts), "factors": [float(v) for v in self.factors],
+             "warnings": list(self.warnings)}
         if per_window:
             d["windows"] = [{"start_s": round(float(s), 3), "factors": [float(v) for v in f]}
                             for s, f in zip(self.window_starts, self.window_factors)]
@@ -137,13 +141,16 @@ def validate_audio(path: str | os.PathLike, name: str | None = None, max_bytes: 
 
 
 def song_frames(path: str | os.PathLike, fcfg: FeatureConfig, name: str | None = None,
-                max_duration: float | None = None) -> np.ndarray:
-    """Decode and featurize one file exactly as the catalogue was [shape=(t, n_mels), float16]."""
+                max_duration: float | None = None, on_warning=None) -> np.ndarray:
+    """Decode and featurize one file exactly as the catalogue was [shape=(t, n_mels), float16].
+
+    ``on_warning(message)`` receives what was kept in part (a truncated file), with ``name`` for the path."""
     from .features import song_logmel
     path = Path(path)
     cfg = FeatureConfig.from_dict({**fcfg.to_dict(), "max_duration": max_duration or fcfg.max_duration})
+    note = None if on_warning is None else (lambda m: on_warning(m.replace(str(path), name) if name else m))
     try:
-        return song_logmel(path, cfg)
+        return song_logmel(path, cfg, on_warning=note)
     except AudioError as e:
         raise AudioError(_rename(e, path, name)) from None
     except AudiovisError:
@@ -211,22 +218,13 @@ class ColdStart:
                 continue
             acts, out = Recorder(self.model, list(self.layers)).record(xb)
             outs.append(out.float().numpy())
-            cols, peaks = [], []
-            centre = xb.shape[-1] * self.hop_s / 2
-            for name in self.layers:                  # same reduction as audiovis.index.window_activations
-                a = acts[name].float()
-                if a.ndim == 3:
-                    v, j = a.max(dim=-1)
-                    stride = self.model.frame_stride(name)
-                    cols.append(v)
-                    peaks.append((j.float() * stride + stride / 2) * self.hop_s)
-                    if series:
-                        S_all.setdefault(name, []).append(a.numpy())
-                else:
-                    cols.append(a)
-                    peaks.append(torch.full_like(a, centre))
-            A_all.append(torch.cat(cols, 1).numpy())
-            P_all.append(torch.cat(peaks, 1).numpy())
+            A, P = reduce_windows(self.model, acts, self.layers, self.hop_s, xb.shape[-1])
+            A_all.append(A)
+            P_all.append(P)
+            if series:
+                for name in self.layers:
+                    if acts[name].ndim == 3:
+                        S_all.setdefault(name, []).append(acts[name].float().numpy())
         f = self.model.cfg.n_factors
         Y = np.concatenate(outs) if outs else np.zeros((0, f), np.float32)
         if not units:
@@ -243,13 +241,14 @@ class ColdStart:
         path = Path(path)
         max_duration = max_duration if max_duration is not None else self.cfg.max_duration
         meta = validate_audio(path, name, max_bytes=max_bytes, max_duration=max_duration)
-        frames = song_frames(path, self.fcfg, name, max_duration=max_duration)
+        notes: list[str] = []
+        frames = song_frames(path, self.fcfg, name, max_duration=max_duration, on_warning=notes.append)
         starts, x = frame_windows(frames, self.fcfg.window_frames)
         Y, A, P, S = self._forward(x, units, series)
         return Embedding(file=name or str(path), song_id=song_id or Path(name or path).stem,
                          duration=meta.duration, sr=meta.sr, channels=meta.channels, factors=Y.mean(0),
                          window_factors=Y, window_starts=starts * self.hop_s, acts=A, peaks=P,
-                         frames=frames if keep_frames else None, series=S)
+                         frames=frames if keep_frames else None, series=S, warnings=notes)
 
     def embed(self, files, per_window: bool = False) -> tuple[list[Embedding], list[dict]]:
         """Embed several files; a file that fails is reported and the others go on.
@@ -740,7 +739,7 @@ def add_songs(eng: ColdStart, files, song_ids=None, progress: bool = False) -> d
                           "VALUES (?,?,?,?,?,?,'ok',NULL,'none')",
                           (n0 + i, e.song_id, str(Path(e.file).resolve()), e.duration, e.sr, e.channels))
             added.append({"file": e.file, "song_id": e.song_id, "song_idx": n0 + i,
-                          "windows": len(e.window_starts)})
+                          "windows": len(e.window_starts), "warnings": list(e.warnings)})
         for stage, key in (("featurize", "windows"), ("index", "windows")):
             row = ws.db.execute("SELECT value FROM meta WHERE key=?", (f"done:{stage}",)).fetchone()
             if row:

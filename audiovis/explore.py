@@ -613,13 +613,19 @@ class Explorer:
         Returns
         -------
         dict with S [shape=(n_mels, t)], units (list of (unit, z)), curves (list of (unit, times, values,
-        scale)), labels, segments
+        scale)), labels, segments, problem (None, or why the song has no activations: then no units)
         """
         if not 0 <= int(song_idx) < len(self.songs):
             raise ParameterError(f"song index {song_idx!r} out of range 0..{len(self.songs) - 1}")
         if layer not in self.index.layers:
             raise ParameterError(f"no layer {layer!r}; layers are {', '.join(self.index.layers)}")
         song_idx = int(song_idx)
+        sid = self.song_ids[song_idx]
+        problem = self.song_problem(song_idx)
+        if problem is not None:                     # no windows: no unit is "most active" in it
+            return {"song_idx": song_idx, "song_id": sid, "S": np.zeros((self.store.cfg.n_mels, 0), np.float32),
+                    "duration": 0.0, "units": [], "curves": [], "labels": self.labels.get(sid, {}),
+                    "segments": self._segments.get(sid, []), "problem": problem}
         S = np.asarray(self.store.song(song_idx), dtype=np.float32).T
         lo = self.index.column(f"{layer}:0")
         nU = self.index.layers[layer]
@@ -642,9 +648,17 @@ class Explorer:
                 for i in top:
                     t, v = self.activation_curve(f"{layer}:{i}", song_idx, 0.0, dur, dense_hop_frames=dense_hop_frames)
                     curves.append((f"{layer}:{i}", t, v, float(d["vmax"][lo + i])))
-        sid = self.song_ids[song_idx]
         return {"song_idx": song_idx, "song_id": sid, "S": S, "duration": dur, "units": units, "curves": curves,
-                "labels": self.labels.get(sid, {}), "segments": self._segments.get(sid, [])}
+                "labels": self.labels.get(sid, {}), "segments": self._segments.get(sid, []), "problem": None}
+
+    def song_problem(self, song_idx: int) -> str | None:
+        """Why a song has no activations (it failed featurize, or is shorter than a window), else None."""
+        s = self.songs[int(song_idx)]
+        if s.get("status") not in (None, "ok"):
+            return f"song '{s['song_id']}' was not featurized: {s.get('reason') or s.get('status')}"
+        if len(self.store.song_windows(int(song_idx))) == 0:
+            return f"song '{s['song_id']}' has no {self.cfg.window_s:g} s window in the features"
+        return None
 
     def song_picture(self, view: dict) -> bytes:
         return render_song(view["S"], self.hop_s, view["curves"], view["segments"])

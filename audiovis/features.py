@@ -1,13 +1,11 @@
 """The log-mel front end, fixed windows, and the float16 memory-mapped feature store."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import shutil
 import struct
 import tempfile
 import threading
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import numpy as np
 from . import audio
 from .config import FeatureConfig
 from .errors import AudioError, ParameterError, WorkspaceError
+from .workers import run_shared, spawn_without_main, worker_init, worker_ready  # noqa: F401
 from .workspace import Workspace, atomic_path, save_json, save_npy
 
 
@@ -147,122 +146,8 @@ def song_logmel(path: str | os.PathLike, cfg: FeatureConfig | None = None, on_wa
     return S.T.astype(np.float16)
 
 
-def _worker_init():
-    """Start-up of a worker process: one BLAS thread (the pool already uses every core), and the imports of
-    decoding and log-mel done now (~0.3 s), so that a worker that answers :func:`_worker_ready` is ready."""
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(1)
-    except ImportError:  # pragma: no cover
-        pass
-    import scipy.fft  # noqa: F401
-    import soxr  # noqa: F401
-
-
-def _worker_ready() -> int:
-    return os.getpid()
-
-
-@contextmanager
-def _spawn_without_main():
-    """Start spawned workers without the parent's ``__main__``.
-
-    multiprocessing's spawn makes each child re-run the parent's main script (or module) before it runs any
-    task. The workers only run audiovis functions, so re-running it is at best ~1 s of imports and at worst
-    fatal: a script without an ``if __name__ == "__main__"`` guard featurizes again in every worker, and a
-    main file that only works inside its host (Streamlit's AppTest scripts, embedded interpreters) kills the
-    workers at start. Hiding ``__main__.__spec__`` and ``__main__.__file__`` while the processes start makes
-    spawn leave the child's ``__main__`` empty; both are restored afterwards.
-    """
-    import sys
-    main = sys.modules.get("__main__")
-    missing = object()
-    saved = {k: getattr(main, k, missing) for k in ("__spec__", "__file__")} if main is not None else {}
-    try:
-        if main is not None:
-            main.__spec__ = None
-            if saved["__file__"] is not missing:
-                del main.__file__
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is not missing:
-                setattr(main, k, v)
-
-
-def _chunks(todo: list, n_jobs: int):
-    """Guided self-scheduling: big chunks first (fewer round trips), single songs at the end (no one waits long
-    for the last one). ``todo`` is sorted longest first."""
-    i = 0
-    while i < len(todo):
-        size = max(1, min(8, (len(todo) - i) // (4 * n_jobs)))
-        yield todo[i:i + size]
-        i += size
-
-
-def _featurize_many(items: list) -> list:
-    return [_featurize_one(item) for item in items]
-
-
-def _run_shared(todo: list, n_jobs: int, on_result) -> set[int]:
-    """Featurize ``todo`` in this process and ``n_jobs - 1`` spawned worker processes; ``on_result(idx, err)``
-    per song. Returns the indices done: all of them, unless the pool broke (a worker killed or unable to start),
-    and then the caller runs the rest in this process.
-
-    This process starts on the first songs at once, while the workers start up (~0.35 s of imports each), and
-    hands chunks to each worker only once it has answered a first call (at most two chunks in flight per
-    worker): no core waits for a worker's start-up, a short list is done before the workers are ready, and
-    one process fewer is spawned (and started up) than songs are decoded at once.
-    """
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-    done: set[int] = set()
-    chunks = _chunks(todo, n_jobs)
-    inflight: dict = {}
-    probes: set = set()
-    ready = 0
-    ex = None
-
-    def collect(block: bool) -> None:
-        nonlocal ready
-        for fut in list(probes):
-            if fut.done():
-                probes.discard(fut)
-                fut.result()                                # raises BrokenProcessPool if the worker died
-                ready += 1
-        if block and inflight:
-            wait(inflight, return_when=FIRST_COMPLETED)
-        for fut in [f for f in inflight if f.done()]:
-            del inflight[fut]
-            for idx, err in fut.result():
-                done.add(idx)
-                on_result(idx, err)
-        while len(inflight) < 2 * ready:
-            c = next(chunks, None)
-            if c is None:
-                break
-            inflight[ex.submit(_featurize_many, c)] = c
-
-    try:
-        with _spawn_without_main():     # the processes start at the first submit
-            ex = ProcessPoolExecutor(n_jobs - 1, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-            probes = {ex.submit(_worker_ready) for _ in range(n_jobs - 1)}
-        for c in chunks:                                    # this process's share
-            for item in c:
-                idx, err = _featurize_one(item)
-                done.add(idx)
-                on_result(idx, err)
-                collect(block=False)
-        while inflight:                                     # what the workers still hold
-            collect(block=True)
-    except (BrokenProcessPool, OSError) as e:
-        import warnings
-        warnings.warn(f"featurize: worker processes failed ({e}); continuing in this process", RuntimeWarning,
-                      stacklevel=3)
-    finally:
-        if ex is not None:      # the workers exit in the background (or finish starting up, for a short list)
-            ex.shutdown(wait=False, cancel_futures=True)
-    return done
+def featurize_many(items: list) -> list:
+    return [featurize_one(item) for item in items]
 
 
 def _warnings_path(out: str) -> str:
@@ -270,7 +155,7 @@ def _warnings_path(out: str) -> str:
     return out[:-len(".npy")] + ".warn.txt" if out.endswith(".npy") else out + ".warn.txt"
 
 
-def _featurize_one(args):
+def featurize_one(args):
     """Featurize one song into its cache file ``out``; returns ``(idx, error message or None)``.
 
     Warnings (a truncated file kept in part) go to ``cache/IDX.warn.txt``, written before the cache file, so
@@ -328,8 +213,9 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
     reason; a truncated file that decodes in part is kept, with a warning saying how much decoded.
 
     ``n_jobs``: songs decoded at once, by this process and ``n_jobs - 1`` spawned workers (default: the number
-    of cores, at most 8). ``runner`` (used by :mod:`audiovis.engines`): a callable taking the list of
-    ``_featurize_one`` items and yielding ``(idx, error or None)`` as songs finish, instead.
+    of cores, at most 8), which end with this process however it ends, ``kill -9`` included
+    (:mod:`audiovis.workers`). ``runner`` (used by :mod:`audiovis.engines`): a callable taking the list of
+    ``featurize_one`` items and yielding ``(idx, error or None)`` as songs finish, instead.
     """
     from tqdm.auto import tqdm
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -369,10 +255,10 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
     else:
         finished: set[int] = set()
         if n_jobs > 1 and len(todo) > 4:
-            finished = _run_shared(todo, n_jobs, on_result)
+            finished = run_shared(todo, n_jobs, on_result)
         for item in todo:                        # serial path, or what a broken pool left undone
             if item[0] not in finished:
-                on_result(*_featurize_one(item))
+                on_result(*featurize_one(item))
     bar.close()
     # songs that failed in an earlier, interrupted run have no cache file: they are in todo and failed again
     summary, lengths = _consolidate(ws, songs, cfg)

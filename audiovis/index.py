@@ -45,8 +45,29 @@ def window_activations(model, x: torch.Tensor, layers: dict[str, int], hop_s: fl
     peak : np.ndarray [shape=(b, n_units)]  seconds from the window start of the peak (window centre for dense)
     """
     acts, _ = Recorder(model, list(layers)).record(x)
+    return reduce_windows(model, acts, layers, hop_s, x.shape[-1])
+
+
+def reduce_windows(model, acts: dict[str, torch.Tensor], layers: dict[str, int], hop_s: float,
+                   window_frames: int):
+    """The one reduction from recorded layer outputs to per-window unit activations (the catalogue's index,
+    cold-start queries and added songs all use it).
+
+    Parameters
+    ----------
+    acts : dict of torch.Tensor
+        Each layer's output, [shape=(b, C, T)] for conv layers, [shape=(b, U)] for dense and output layers.
+    window_frames : int
+        Frames per window (the dense layers' peak is placed at the window's centre).
+
+    Returns
+    -------
+    A, peak : np.ndarray [shape=(b, n_units)]
+        As :func:`window_activations`; ``output`` units are the factors themselves (de-standardised), not the
+        model's standardised outputs.
+    """
     cols, peaks = [], []
-    centre = x.shape[-1] * hop_s / 2
+    centre = window_frames * hop_s / 2
     for name in layers:
         a = acts[name].float()
         if name == "output" and hasattr(model, "out_std"):   # the factors themselves, not their standardised form

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -124,12 +125,52 @@ def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Gener
     return x, y
 
 
+_STATE_KEYS = ("config", "model", "opt", "epoch", "best", "best_epoch", "history", "best_state", "torch_rng",
+               "np_rng")
+
+
+def _short(e: BaseException) -> str:
+    """One line of an exception, without torch's advice to load with ``weights_only=False`` (never taken)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "weights_only" not in ln]
+    return f"{type(e).__name__}: {lines[0].split('. ')[0][:200]}" if lines else type(e).__name__
+
+
+def _read_state(path, device) -> tuple[dict | None, str | None]:
+    """The training state saved after an epoch, or (None, why it cannot be used).
+
+    Loaded with ``weights_only=True`` only: a state holding a pickled object is refused, not unpickled.
+    """
+    import pickle
+    try:
+        if path.stat().st_size == 0:
+            return None, "the file is empty, 0 bytes"
+        st = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        why = [ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+        if not why and "Weights only load failed" not in str(e):
+            return None, f"not a torch file: {_short(e)}"
+        return None, ("it holds pickled objects other than tensors and plain data, which are never loaded"
+                      + (f": {why[0][:200]}" if why else ""))
+    except EOFError:
+        return None, "the file is cut short, EOFError"
+    except Exception as e:  # noqa: BLE001  whatever torch raises for a file that is not a whole state
+        return None, f"not a whole torch file: {_short(e)}"
+    if not isinstance(st, dict):
+        return None, f"not a training state: it holds a {type(st).__name__}, not a dict"
+    missing = [k for k in _STATE_KEYS if k not in st]
+    if missing:
+        return None, f"not a training state: no {', '.join(missing)}"
+    return st, None
+
+
 def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = None, force: bool = False,
           progress: bool = True) -> dict:
     """Train the content model on the workspace's features and WMF factors; writes ``model.pt``.
 
     Resumable: the full training state is saved after every epoch (``train_state.pt``) and picked up by the next
-    run with the same config.
+    run with the same config. A state file that cannot be read (empty, cut short, not a training state, or
+    holding pickled objects, which are never unpickled) is not fatal: the run says so on stderr and in the
+    workspace report (stage ``train``) and starts from scratch.
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("featurize", "factorize")
@@ -150,38 +191,61 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     if len(tr) < 2 or len(va) < 1:
         raise WorkspaceError(f"need at least 2 training and 1 validation song with features; have {len(tr)} "
                              f"and {len(va)}")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     mcfg = model_config(cfg.preset, Y.shape[1], store.cfg.n_mels, store.cfg.window_frames)
-    model = AudioCNN(mcfg)
     # per-mel-bin standardisation from training songs
     frames = np.concatenate([np.asarray(store.song(s)[::4], dtype=np.float32) for s in tr])
-    model.in_mean.copy_(torch.from_numpy(frames.mean(0)[:, None]))
-    model.in_std.copy_(torch.from_numpy(frames.std(0)[:, None] + 1e-3))
-    model.out_mean.copy_(torch.from_numpy(Y[tr].mean(0)))
-    model.out_std.copy_(torch.from_numpy(Y[tr].std(0) + 1e-6))
-    model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_decay, patience=cfg.lr_patience) \
-        if cfg.lr_decay < 1 else None
-    crops = _Crops(store, tr, Y[tr], rng)
+    stats = [torch.from_numpy(a) for a in (frames.mean(0)[:, None], frames.std(0)[:, None] + 1e-3,
+                                           Y[tr].mean(0), Y[tr].std(0) + 1e-6)]
+    del frames
+
+    def fresh():
+        """A new model, optimiser, scheduler and generator, seeded: what epoch 1 starts from."""
+        torch.manual_seed(cfg.seed)
+        model = AudioCNN(mcfg)
+        for buf, v in zip((model.in_mean, model.in_std, model.out_mean, model.out_std), stats):
+            buf.copy_(v)
+        model.to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_decay, patience=cfg.lr_patience) \
+            if cfg.lr_decay < 1 else None
+        return model, opt, sched, np.random.default_rng(cfg.seed)
+
+    model, opt, sched, rng = fresh()
     va_windows = np.flatnonzero(np.isin(store.windows[:, 0], va))
     va_targets = torch.from_numpy(Y[store.windows[va_windows, 0]])
     state_path = ws.path / "train_state.pt"
     start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
+    with ws.db:
+        ws.db.execute("DELETE FROM report WHERE stage='train'")
     if state_path.exists() and not force:
-        st = torch.load(state_path, map_location=device, weights_only=True)
-        if st.get("config") == cfg.to_dict():
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["opt"])
-            if sched is not None and st.get("sched"):
-                sched.load_state_dict(st["sched"])
-            start_epoch, best, best_epoch = st["epoch"] + 1, st["best"], st["best_epoch"]
-            history, best_state = st["history"], st["best_state"]
-            torch.set_rng_state(st["torch_rng"])
-            rng.bit_generator.state = st["np_rng"]
-            if progress:
-                print(f"train: resuming after epoch {st['epoch'] + 1}")
+        st, why = _read_state(state_path, device)
+        if st is not None and st.get("config") == cfg.to_dict():
+            try:
+                model.load_state_dict(st["model"])
+                opt.load_state_dict(st["opt"])
+                if sched is not None and st.get("sched"):
+                    sched.load_state_dict(st["sched"])
+                start_epoch, best, best_epoch = int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"])
+                history, best_state = list(st["history"]), st["best_state"]
+                if best_epoch >= 0 and not isinstance(best_state, dict):
+                    raise ValueError("no best model state")
+                torch.set_rng_state(st["torch_rng"])
+                rng.bit_generator.state = st["np_rng"]
+            except Exception as e:  # noqa: BLE001  a state that reads but does not fit this run: start afresh
+                why = f"its contents do not fit: {_short(e)}"
+                model, opt, sched, rng = fresh()
+                start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
+            else:
+                if progress:
+                    print(f"train: resuming after epoch {start_epoch}")
+        if why:
+            msg = f"{state_path} is unreadable ({why}): starting training from scratch"
+            print(f"train: {msg}", file=sys.stderr, flush=True)
+            with ws.db:
+                ws.db.execute("INSERT INTO report(stage, item, reason) VALUES ('train', ?, ?)",
+                              (state_path.name, msg))
+            state_path.unlink(missing_ok=True)
+    crops = _Crops(store, tr, Y[tr], rng)
     t0 = time.time()
     n_seen = 0
     for epoch in range(start_epoch, cfg.epochs):

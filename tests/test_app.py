@@ -163,3 +163,21 @@ def test_song_view_of_a_ten_minute_song(monkeypatch, long_ws):
     clip = ex.song_audio(ex.song_ids.index(LONG_ID))                   # what the view encoded and played
     y, sr = sf.read(io.BytesIO(clip.data))
     assert clip.mime == "audio/ogg" and len(y) / sr == pytest.approx(600.0, abs=0.1)
+
+
+def test_song_view_of_a_song_that_failed_featurize(monkeypatch, built_ws, tmp_path):
+    """A song that failed featurize has no activations: the view says why instead of listing 'most active'
+    units (it once listed units 0-4 with z = 0)."""
+    import sqlite3
+    ws = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws)
+    with sqlite3.connect(ws / "catalog.sqlite") as db:
+        sid = db.execute("SELECT song_id FROM songs ORDER BY idx LIMIT 1").fetchone()[0]
+        db.execute("UPDATE songs SET status='failed', reason='cannot decode (test)' WHERE song_id=?", (sid,))
+    from audiovis.explore import Explorer
+    v = Explorer(ws).song_view(0, "conv2")
+    assert v["units"] == [] and "cannot decode (test)" in v["problem"]
+    at = _app(monkeypatch, ws, view="song", song=sid)
+    assert not at.exception
+    assert any("No activations to show" in w.value and "cannot decode (test)" in w.value for w in at.warning)
+    assert not any("Most active" in m.value for m in at.markdown)

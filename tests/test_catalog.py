@@ -79,3 +79,33 @@ def test_manifest_symlink_out_of_root_is_refused(tmp_path):
     assert "points outside the library root" in msgs["abs"]
     mapping, problems = read_manifest(m, root, allow_outside=True)
     assert sorted(mapping) == ["abs", "leak", "ok"] and not problems
+
+
+def test_folder_mode_refuses_symlinks_out_of_the_audio_folder(tmp_path):
+    """Without a manifest, a symlink (to a file, or to a folder) whose target is outside the audio folder is
+    skipped with the path, the reason and how to allow it, as the manifest does; the rest is kept."""
+    import os
+    root = tmp_path / "lib"
+    (root / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    sf.write(tmp_path / "secret.wav", np.full(22050 * 4, 0.1, np.float32), 22050)
+    sf.write(tmp_path / "elsewhere" / "far.wav", np.full(22050 * 4, 0.3, np.float32), 22050)
+    sf.write(root / "real.wav", np.full(22050 * 4, 0.2, np.float32), 22050)
+    os.symlink(tmp_path / "secret.wav", root / "sub" / "innocent.wav")     # looks inside, points outside
+    os.symlink(tmp_path / "elsewhere", root / "linked folder")             # a folder outside
+    os.symlink(root / "real.wav", root / "sub" / "z alias.wav")            # inside -> inside is fine
+    plays = tmp_path / "plays.tsv"
+    plays.write_text("u1\treal\t2\nu1\tinnocent\t1\nu2\tfar\t3\nu2\tz alias\t1\n")
+    ws = Workspace(tmp_path / "ws")
+    s = ingest(ws, root, plays, progress=False)
+    reasons = {item: reason for _, item, reason in ws.report("ingest")}
+    assert ws.song_ids() == ["real"] and s["duplicates"] == 1          # z alias: a duplicate of real
+    out, lib = tmp_path.resolve(), root.resolve()
+    assert reasons["innocent"] == (f"'sub/innocent.wav' is a symlink to '{out / 'secret.wav'}', outside the "
+                                   f"audio folder '{lib}'; skipped (pass --allow-outside to allow it)")
+    assert reasons["far"] == (f"'linked folder/far.wav' is in a symlinked folder and lies at "
+                              f"'{out / 'elsewhere' / 'far.wav'}', outside the audio folder '{lib}'; "
+                              f"skipped (pass --allow-outside to allow it)")
+    s = ingest(ws, root, plays, allow_outside=True, progress=False)
+    assert ws.song_ids() == ["far", "innocent", "real"] and s["duplicates"] == 1
+    assert "innocent" not in {item for _, item, _ in ws.report("ingest")}

@@ -387,3 +387,49 @@ def test_workspace_ann_path_follows_add(built_ws, new_songs, tmp_path):
     assert json.loads((dst / "index" / "ann.json").read_text())["n"] == 31
     rec = cs.get_engine(dst, cfg).recommend(new_songs["high"], k=2, exclude_self=False)
     assert rec["search"]["method"] == "hnsw" and rec["similar"][0]["song_idx"] == out["added"][0]["song_idx"]
+
+
+def test_an_added_song_gets_the_catalogue_rows_of_the_same_audio(built_ws, tmp_path):
+    """One index path: a catalogue song re-added (same samples, another container, so not a byte duplicate)
+    gets exactly the catalogue's own rows of index/acts.npy in every layer, the output factors included (they
+    were once left standardised, 10x off the catalogue's scale)."""
+    import soundfile as sf
+    dst = tmp_path / "ws"
+    shutil.copytree(built_ws[0], dst)
+    ws = Workspace(dst)
+    song = next(s for s in ws.songs() if s["path"].endswith(".wav") and s["status"] == "ok")
+    y, sr = sf.read(str(ws.resolve_audio(song["path"])), dtype="int16")
+    copy = tmp_path / "same_samples.flac"
+    sf.write(copy, y, sr, subtype="PCM_16")                          # lossless: identical decoded samples
+    out = ws.add([copy], song_ids=["SAME"])
+    assert out["added"], out
+    idx = UnitIndex(Workspace(dst))
+    orig, added = idx.song_activations(song["idx"]), idx.song_activations(out["added"][0]["song_idx"])
+    assert orig.shape == added.shape
+    out_cols = [i for i, u in enumerate(idx.units()) if u.startswith("output:")]
+    assert out_cols
+    np.testing.assert_allclose(added, orig, rtol=2e-3, atol=2e-3)    # float16 storage
+    np.testing.assert_allclose(added[:, out_cols], orig[:, out_cols], rtol=2e-3, atol=2e-3)
+
+
+def test_an_upload_whose_header_claims_more_than_it_holds_says_so(monkeypatch, ws, tmp_path):
+    """A WAV header claiming 2^31 frames with 8 s present: kept, and the note reaches the answer and the page."""
+    import struct
+
+    from streamlit.testing.v1 import AppTest
+    y = (np.random.default_rng(3).standard_normal(SR * 8) * 0.1).astype(np.float32)
+    p = tmp_path / "lying.wav"
+    sf.write(p, y, SR, subtype="PCM_U8")
+    d = bytearray(p.read_bytes())
+    i = d.index(b"data") + 4
+    d[i:i + 4] = struct.pack("<I", 2 ** 31)
+    p.write_bytes(bytes(d))
+    rec = cs.recommend_upload(ws.path, "lying.wav", p.read_bytes(), timeline=False)
+    assert rec["song"]["duration_s"] == pytest.approx(8.0, abs=0.05)
+    assert any(w.startswith("'lying.wav': decoded 8.0 s of") and "truncated" in w for w in rec["song"]["warnings"])
+    assert str(tmp_path) not in " ".join(rec["song"]["warnings"])     # the upload's name, not a temporary path
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(ws.path))
+    monkeypatch.setenv("CS_UPLOAD", str(p))
+    at = AppTest.from_function(_page, default_timeout=120).run()
+    assert not at.exception
+    assert any("decoded 8.0 s of" in w.value for w in at.warning)

@@ -183,3 +183,91 @@ def test_index_killed_then_resumed_equals_uninterrupted(stages, tmp_path):
     assert not [p for p in ws.index_dir.glob("*.partial.*") if not p.name.startswith(".")]
     ix = UnitIndex(ws)                                       # the final artifacts load
     assert len(ix.top("conv2:0", n=4)) == 4
+
+
+# --------------------------------------------------------------------------- kill -9 of the parent only
+ORPHAN_DRIVER = textwrap.dedent("""
+    import sys, time
+    import audiovis.features as m
+    ws, calls = sys.argv[1], sys.argv[2]
+    real = m.song_logmel
+    def slow(*a, **k):                  # only this process's songs are slow (the spawned worker's are not)
+        out = real(*a, **k)
+        with open(calls, "a") as f:
+            f.write("1\\n")
+        time.sleep(1.0)
+        return out
+    m.song_logmel = slow
+    m.featurize(ws, n_jobs=2, progress=False)
+""")
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) child processes of ``pid``, from /proc."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                out.append(int(d))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_featurize_workers_die_with_their_parent(tmp_path):
+    """kill -9 of `audiovis featurize` alone (not its process group): its spawned worker and multiprocessing's
+    resource tracker must not outlive it (they did, blocked forever on the pool's queue)."""
+    c = make_corpus(tmp_path / "corpus", n_songs=14, n_users=20, seconds=4.0, seed=5)
+    ws = Workspace(tmp_path / "ws")
+    ingest(ws, c["audio_dir"], c["plays"], progress=False)
+    cache, calls = ws.features_dir / "cache", tmp_path / "calls.txt"
+    calls.write_text("")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", ORPHAN_DRIVER, str(ws.path), str(calls)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    kids: list[int] = []
+    try:
+        t0 = time.time()
+        while True:                 # until the worker has featurized a song: more cache files than own songs
+            own = len(calls.read_text().split())
+            done = len(list(cache.glob("[0-9]*.npy"))) if cache.exists() else 0
+            if done > own:
+                kids = _children(proc.pid)
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"featurize ended before it was killed: {proc.stdout.read().decode()[-2000:]}")
+            if time.time() - t0 > 120:
+                pytest.fail("the worker featurized nothing within 120 s")
+            time.sleep(0.05)
+        assert kids, "no child process to check"
+        os.kill(proc.pid, signal.SIGKILL)                   # the parent only, as `kill -9 PID` does
+        proc.wait(10)
+        t_kill = time.time()
+        while time.time() < t_kill + 5 and [k for k in kids if _alive(k)]:
+            time.sleep(0.05)
+        left = [k for k in kids if _alive(k)]
+        cmd = {k: open(f"/proc/{k}/cmdline").read().replace("\0", " ")[:200] for k in left}
+        assert not left, f"still running 5 s after the parent was killed: {cmd}"
+    finally:
+        for k in kids:
+            if _alive(k):
+                os.kill(k, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if proc.poll() is None:
+            proc.wait(10)
+        proc.stdout.close()

@@ -86,8 +86,8 @@ def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recw
         (tmp_path / "script.py").write_text("raise SystemExit('the parent script was re-run in a worker')\n")
     monkeypatch.setitem(sys.modules, "__main__", fake)
     calls = []
-    real = features._run_shared
-    monkeypatch.setattr(features, "_run_shared", lambda *a: calls.append(real(*a)) or calls[-1])
+    real = features.run_shared
+    monkeypatch.setattr(features, "run_shared", lambda *a: calls.append(real(*a)) or calls[-1])
     ws = Workspace(tmp_path / "ws")
     ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
     s = features.featurize(ws, n_jobs=2, progress=False)
@@ -109,7 +109,7 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
     import shutil
 
     from audiovis.catalog import ingest
-    from audiovis.features import _featurize_one, featurize
+    from audiovis.features import featurize, featurize_one
     audio = tmp_path / "audio"
     shutil.copytree(corpus["audio_dir"], audio)
     ws = Workspace(tmp_path / "ws")
@@ -129,10 +129,10 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
     featurize(ws, n_jobs=1, progress=False)
     assert ws.report("featurize") == [expected]
 
-    # a runner of audiovis.engines (e.g. Ray's) calls _featurize_one and yields (idx, err): same report
+    # a runner of audiovis.engines (e.g. Ray's) calls featurize_one and yields (idx, err): same report
     def runner(todo):
         for item in todo:
-            yield _featurize_one(item)
+            yield featurize_one(item)
 
     s = featurize(ws, n_jobs=1, force=True, progress=False, runner=runner)
     assert s["warnings"] == 1 and ws.report("featurize") == [expected]
@@ -148,8 +148,8 @@ def test_pool_and_serial_give_the_same_features(corpus, tmp_path, monkeypatch, r
     from audiovis import features
     from audiovis.catalog import ingest
     calls = []
-    real = features._run_shared
-    monkeypatch.setattr(features, "_run_shared", lambda *a: calls.append(1) or real(*a))
+    real = features.run_shared
+    monkeypatch.setattr(features, "run_shared", lambda *a: calls.append(1) or real(*a))
     out = {}
     for n_jobs in (1, 2):
         ws = Workspace(tmp_path / f"ws{n_jobs}")

@@ -11,8 +11,11 @@ Policies tested (see :func:`audiovis.catalog.ingest`):
 - byte-identical files under two song ids: the first in song id order is kept, the others are skipped as
   "duplicate of song ...", and their plays count for the kept song;
 - a truncated file whose remaining audio decodes (WAV, MP3, Vorbis stop early, as in any player) keeps what
-  decodes, with a warning in the featurize report where the header shows what is missing (WAV, AIFF, MP3);
-  one whose decoder fails midway (FLAC "lost sync", a corrupt MP3 frame) is skipped at featurize.
+  decodes, with a warning in the featurize report: where the header shows what is missing (WAV, AIFF, MP3), or
+  where an Ogg stream (whose header claims no length) stops without its end-of-stream page; one whose decoder
+  fails midway (FLAC "lost sync", a corrupt MP3 frame) is skipped at featurize;
+- without a manifest, symlinks are followed inside the audio folder; one that points out of it is skipped with
+  the reason (``--allow-outside`` allows it), as a manifest path that leaves it is.
 """
 from __future__ import annotations
 
@@ -89,7 +92,8 @@ def messy(tmp_path_factory):
     (lib / "empty.wav").write_bytes(b"")
     bad["empty"] = ("ingest", "file is empty (0 bytes)")
     (lib / "readme.mp3").write_text("This is not an MP3, it is a text file.\n" * 20)
-    bad["readme"] = ("ingest", "not a readable audio file")
+    bad["readme"] = ("ingest", f"'{lib / 'readme.mp3'}': not a readable audio file: not audio libsndfile can "
+                               f"decode (text/ASCII content); use WAV, FLAC, OGG Vorbis, Opus or MP3")
     _write(root / "x.ogg", "low", 22050, 1, rng, "VORBIS")
     (lib / "header only.ogg").write_bytes((root / "x.ogg").read_bytes()[:100])
     bad["header only"] = ("ingest", "not a readable audio file")
@@ -115,6 +119,17 @@ def messy(tmp_path_factory):
     bad["z copy of a"] = ("ingest", "duplicate of song 'a wav 22k'")
     os.symlink(lib / "c vorbis.ogg", lib / "z link to c.ogg")
     bad["z link to c"] = ("ingest", "duplicate of song 'c vorbis'")
+    # a half-truncated Ogg Vorbis (its header claims no length): kept, with a warning at featurize
+    r2 = np.random.default_rng(8)
+    _write(root / "x16.ogg", "noise", 22050, 1, r2, "VORBIS", seconds=16.0)
+    d = (root / "x16.ogg").read_bytes()
+    (lib / "l truncated ogg.ogg").write_bytes(d[:len(d) // 2])
+    good["l truncated ogg"] = sf.info(lib / "l truncated ogg.ogg").frames / 22050
+    # folder mode follows symlinks, but not out of the audio folder (as a manifest may not point out of it)
+    os.symlink(root / "x16.ogg", lib / "outside link.ogg")
+    bad["outside link"] = ("ingest", f"'outside link.ogg' is a symlink to '{(root / 'x16.ogg').resolve()}', "
+                                     f"outside the audio folder '{lib.resolve()}'; skipped (pass --allow-outside "
+                                     f"to allow it)")
 
     # every song, good or bad, has listeners; the duplicates' plays must end up on the kept songs
     ids = sorted(good) + sorted(bad)
@@ -171,11 +186,15 @@ def test_featurize_skips_undecodable_and_keeps_every_good_song(messy, messy_ws):
     ws, _, feat = messy_ws
     reasons = _reasons(ws, "featurize")
     failing = {sid for sid, (st, _) in messy["bad"].items() if st == "featurize"}
-    assert set(reasons) == failing | {"k truncated"}         # kept, with a warning row
+    assert set(reasons) == failing | {"k truncated", "l truncated ogg"}         # kept, with a warning row
     cut = (messy["lib"] / "k truncated.wav").resolve()
     assert reasons["k truncated"] == (f"'{cut}': decoded 4.0 s of 8.0 s (file truncated?); "
                                       f"kept the decoded part")
-    assert feat["warnings"] == 1
+    cut = (messy["lib"] / "l truncated ogg.ogg").resolve()
+    assert reasons["l truncated ogg"] == (f"'{cut}': decoded {messy['good']['l truncated ogg']:.1f} s, but the "
+                                          f"Ogg stream stops without its end-of-stream page (file truncated?); "
+                                          f"kept the decoded part")
+    assert feat["warnings"] == 2
     for sid in failing:
         assert messy["bad"][sid][1] in reasons[sid] and sid in reasons[sid]   # the message names the file
     assert feat["failed"] == len(failing) and feat["songs"] == len(messy["good"])

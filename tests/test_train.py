@@ -38,3 +38,63 @@ def test_second_run_reuses_model(built_ws, tiny_configs):
     before = ws.model_path.stat().st_mtime_ns
     train(ws, tiny_configs["training"], progress=False)
     assert ws.model_path.stat().st_mtime_ns == before
+
+
+class _Payload:
+    """Unpickling this would run a shell command."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.parametrize("kind,why", [
+    ("empty", "the file is empty, 0 bytes"),
+    ("garbage", "not a whole torch file: "),
+    ("truncated", "not a whole torch file: RuntimeError: PytorchStreamReader failed reading zip archive"),
+    ("pickle", "it holds pickled objects other than tensors and plain data, which are never loaded: "
+               "Trying to load unsupported GLOBAL posix.system"),
+    ("not a state", "not a training state: it holds a list, not a dict"),
+])
+def test_unreadable_train_state_restarts_from_scratch(built_ws, tmp_path, capsys, kind, why):
+    """A train_state.pt that cannot be read (empty, cut short, not a torch file, holding a pickled object, or
+    not a training state) is never fatal and never loaded with weights_only=False: training says so on stderr
+    and in the report, and starts from scratch."""
+    import shutil
+
+    from audiovis.train import TrainConfig, train
+    ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
+    ws.clear_done("train")
+    state = ws.path / "train_state.pt"
+    good = {"epoch": 0, "model": {"w": torch.zeros(3)}}
+    if kind == "empty":
+        state.write_bytes(b"")
+    elif kind == "garbage":
+        state.write_bytes(b"this is not a torch file\n" * 40)
+    elif kind == "truncated":
+        torch.save(good, state)
+        state.write_bytes(state.read_bytes()[:200])
+    elif kind == "pickle":
+        torch.save({**good, "history": _Payload(tmp_path / "pwned")}, state)
+    else:
+        torch.save([1, 2, 3], state)
+    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=8, num_threads=1)
+    threads = torch.get_num_threads()
+    try:
+        s = train(ws, cfg, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert f"train: {state} is unreadable ({why}" in err and "): starting training from scratch\n" in err, err
+    assert "weights_only=False" not in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()
+    assert s["epochs_run"] == 1 and ws.model_path.exists() and not state.exists()
+    (row,) = ws.report("train")
+    assert row[1] == "train_state.pt" and "starting training from scratch" in row[2]
+    # the next run is clean: no report row left from the unreadable state
+    train(ws, cfg, force=True, progress=False)
+    torch.set_num_threads(threads)
+    assert ws.report("train") == []

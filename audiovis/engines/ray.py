@@ -3,7 +3,7 @@
 Same inputs, same artifacts as the local engine; what runs where:
 
 * featurize: ``ray.data.from_items`` of (idx, path) rows, decoding and log-mel in map tasks
-  (:func:`audiovis.features._featurize_one`, one cached ``.npy`` per song), then the local consolidation;
+  (:func:`audiovis.features.featurize_one`, one cached ``.npy`` per song), then the local consolidation;
 * embed: decoding and windowing in map tasks, the model in an actor pool (``map_batches`` with a callable class:
   one model load per actor, ``num_gpus=1`` per actor when CUDA is available);
 * index: the local path's song-aligned window batches (:func:`audiovis.index._song_batches`) are rows of a
@@ -113,9 +113,9 @@ def _actor_pool(n: int):
 
 # --------------------------------------------------------------------------- featurize
 def _featurize_row(row: dict, cfg: dict) -> dict:
-    from ..features import _featurize_one, _worker_init
-    _worker_init()
-    idx, err = _featurize_one((int(row["idx"]), row["path"], row["out"], cfg))
+    from ..features import featurize_one, worker_init
+    worker_init()
+    idx, err = featurize_one((int(row["idx"]), row["path"], row["out"], cfg))
     return {"idx": idx, "err": err or ""}
 
 
@@ -352,8 +352,8 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
 def _decode_row(row: dict, fcfg: dict, max_duration: float) -> dict:
     from ..coldstart import frame_windows, song_frames, validate_audio
     from ..config import FeatureConfig
-    from ..features import _worker_init
-    _worker_init()
+    from ..features import worker_init
+    worker_init()
     cfg = FeatureConfig.from_dict(fcfg)
     out = {"i": row["i"], "file": row["file"], "err": "", "duration": 0.0, "sr": 0, "channels": 0,
            "x": np.zeros((0, cfg.n_mels, cfg.window_frames), np.float16), "starts": np.zeros(0, np.int64)}

@@ -86,6 +86,8 @@ def coldstart_ui(ws_path: str) -> dict:
     st.subheader(up.name)
     st.write(f"{song['duration_s']:.1f} s, {song['n_windows']} windows of 3 s; "
              f"{rec['search']['method']} {rec['search']['metric']} search over {rec['search']['catalogue']} songs")
+    for note in song.get("warnings", []):
+        st.warning(note)
     clip_player(data, up.type or "audio/ogg")
 
     left, right = st.columns([3, 2])
@@ -130,5 +132,6 @@ def coldstart_ui(ws_path: str) -> dict:
                 a = out["added"][0]
                 st.cache_resource.clear()          # the page's loaders reload the grown index
                 st.cache_data.clear()
-                st.success(f"Added '{a['song_id']}' as song {a['song_idx']} ({a['windows']} windows).")
+                st.success(f"Added '{a['song_id']}' as song {a['song_idx']} ({a['windows']} windows)."
+                           + (" " + " ".join(a["warnings"]) if a.get("warnings") else ""))
     return {"view": "coldstart"}
