@@ -1,5 +1,8 @@
-"""Recording activations with forward hooks that are always removed (captum-style)."""
+"""Recording activations with forward hooks that are always removed (captum-style) and that keep only their
+own thread's forward pass (the page runs one model for every visitor, in several threads)."""
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import torch
@@ -25,9 +28,11 @@ class Recorder:
             raise ParameterError(f"no layer named {missing[0]!r}; layers are {', '.join(modules)}")
         self._modules = [modules[n] for n in self.layers]
         self._handles: list = []
+        self._thread: int | None = None
         self.activations: dict[str, torch.Tensor] = {}
 
     def __enter__(self) -> Recorder:
+        self._thread = threading.get_ident()
         for name, mod in zip(self.layers, self._modules):
             self._handles.append(mod.register_forward_hook(self._hook(name)))
         return self
@@ -39,7 +44,10 @@ class Recorder:
 
     def _hook(self, name):
         def hook(_module, _inp, out):
-            self.activations[name] = out
+            # The page serves every visitor from one model in several threads: while this recorder's hooks are
+            # on, another thread's forward pass fires them too. Keep only this thread's own pass.
+            if threading.get_ident() == self._thread:
+                self.activations[name] = out
         return hook
 
     def record(self, x: torch.Tensor, grad: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -256,7 +256,8 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
 
     By default this process *becomes* Streamlit (``os.execve``): no child is left behind when the server is
     stopped with SIGTERM or SIGHUP (a ``subprocess`` child outlived its parent); ``exec_=False`` runs it as a child
-    and returns its exit status. Tracebacks go to this process's log only (``client.showErrorDetails none``).
+    and returns its exit status. Tracebacks go to this process's log only (``client.showErrorDetails none``); no
+    file watcher (a served page does not reload its code, and the polling watcher cost CPU every 0.2 s).
     """
     from .ui.common import ALLOW_ADD_ENV, WORKSPACES_ENV
     if isinstance(workspaces, (str, os.PathLike)):
@@ -279,7 +280,7 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
           f"{'; visitors may add songs' if allow_add else ''})")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--client.showErrorDetails", "none"]
+           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
     if exec_ and hasattr(os, "execve"):
         sys.stdout.flush()
         sys.stderr.flush()

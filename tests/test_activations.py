@@ -40,3 +40,36 @@ def test_song_means_match_windowwise_mean(built_ws):
         w = np.flatnonzero(store.windows[:, 0] == s)
         acts, _ = Recorder(model, "dense1").record(torch.from_numpy(store.batch(w)))
         np.testing.assert_allclose(E[s], acts["dense1"].numpy().mean(0), rtol=1e-4, atol=1e-5)
+
+
+def test_concurrent_recorders_on_one_model_keep_their_own_pass():
+    """The page serves every visitor from one cached model in several threads: a recorder's hooks fire on
+    other threads' forward passes too, and once took their activations (an IndexError in one visitor's view,
+    wrong curves in another's). Each recorder must see only its own thread's input."""
+    import threading
+
+    torch.manual_seed(0)
+    m = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3)).eval()
+    xs = [torch.randn(1 + i, 128, 40 + 9 * i) for i in range(6)]             # other batch sizes and lengths
+    with torch.no_grad():
+        want = [Recorder(m, ["conv2"]).record(x)[0]["conv2"] for x in xs]
+    errors, start = [], threading.Barrier(len(xs))
+
+    def worker(i):
+        start.wait()
+        try:
+            for _ in range(30):
+                with torch.no_grad():
+                    got = Recorder(m, ["conv2"]).record(xs[i])[0]["conv2"]
+                assert got.shape == want[i].shape, (i, tuple(got.shape), tuple(want[i].shape))
+                assert torch.allclose(got, want[i], atol=1e-5), i
+        except Exception as e:  # noqa: BLE001  collected for the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert all(not mod._forward_hooks for mod in m.modules())

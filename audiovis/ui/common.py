@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -41,8 +42,13 @@ def served_workspaces() -> dict[str, str]:
     visitor only ever picks a *name* among these: nothing a visitor types is turned into a path. Names are the
     folders' names (``demo``), made unique with ``-2``, ``-3``...
     """
-    raw = os.environ.get(WORKSPACES_ENV, "")
-    paths = [p for p in raw.split(os.pathsep) if p.strip()] or [default_workspace()]
+    return dict(_served(os.environ.get(WORKSPACES_ENV, ""), default_workspace()))
+
+
+@lru_cache(maxsize=8)
+def _served(raw: str, default: str) -> tuple[tuple[str, str], ...]:
+    """(name, path) pairs of :func:`served_workspaces`, resolved once per setting (every link asks)."""
+    paths = [p for p in raw.split(os.pathsep) if p.strip()] or [default]
     out: dict[str, str] = {}
     for p in paths:
         rp = str(Path(p).expanduser().resolve())
@@ -53,7 +59,7 @@ def served_workspaces() -> dict[str, str]:
         while name in out:
             name, i = f"{base}-{i}", i + 1
         out[name] = rp
-    return out
+    return tuple(out.items())
 
 
 def pick_workspace(requested: str | None) -> tuple[str, bool]:
@@ -74,8 +80,12 @@ def pick_workspace(requested: str | None) -> tuple[str, bool]:
 
 def workspace_name(ws_path: str) -> str:
     """The name under which a served workspace appears in URLs (its path when it is not served)."""
+    served = served_workspaces()
+    for name, path in served.items():
+        if path == str(ws_path):                  # the page passes the served path itself: no resolution
+            return name
     rp = str(Path(ws_path).expanduser().resolve())
-    for name, path in served_workspaces().items():
+    for name, path in served.items():
         if path == rp:
             return name
     return str(ws_path)
