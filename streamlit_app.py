@@ -22,7 +22,6 @@ import streamlit as st
 
 from audiovis.explore import SORT_KEYS
 from audiovis.ui.common import (
-    _stamp,
     clip_player,
     encoded_clip,
     format_labels,
@@ -30,6 +29,7 @@ from audiovis.ui.common import (
     goto,
     heatmap,
     histogram_png,
+    index_stamp,
     page_error,
     pick_workspace,
     served_workspaces,
@@ -155,7 +155,7 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
     """Sidebar: layer, sorting, search, the unit, a random-unit button, number of clips, least-activating."""
     ss = st.session_state
     ex = get_explorer(ws_path)
-    stamp = _stamp(ws_path)
+    stamp = index_stamp(ws_path)
     layers = [ALL_LAYERS] + list(ex.layers)
     if ss.get("layer") not in layers:
         ss["layer"] = next(iter(ex.layers))
@@ -193,7 +193,7 @@ def unit_ui(ws_path: str) -> dict:
         st.info("No unit to show: change the search.")
         return {"view": "unit"}
     ex = get_explorer(ws_path)
-    stamp = _stamp(ws_path)
+    stamp = index_stamp(ws_path)
     st.title(f"Unit {unit}")
     labs = ex.unit_labels(unit)
     if labs:
@@ -231,7 +231,7 @@ def layer_ui(ws_path: str) -> dict:
     import pandas as pd
     ss = st.session_state
     ex = get_explorer(ws_path)
-    stamp = _stamp(ws_path)
+    stamp = index_stamp(ws_path)
     layers = list(ex.layers)
     if ss.get("ov_layer") not in layers:
         ss["ov_layer"] = ss.get("layer") if ss.get("layer") in layers else layers[0]
@@ -282,7 +282,7 @@ def song_ui(ws_path: str) -> dict:
     """A song's spectrogram with the activations of its most active units over time, and playback."""
     ss = st.session_state
     ex = get_explorer(ws_path)
-    stamp = _stamp(ws_path)
+    stamp = index_stamp(ws_path)
     q = st.sidebar.text_input("Find a song", key="song_query", placeholder="id or label, e.g. waltz flute")
     idx = ex.find_songs(q, limit=500)
     if not idx:

@@ -148,7 +148,7 @@ def _is_number(v: str) -> bool:
         return False
 
 
-def _signature(*parts) -> str:
+def engine_signature(*parts) -> str:
     h = hashlib.sha1()
     for p in parts:
         if p is None:
@@ -242,7 +242,7 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     audio_dir = Path(audio_dir)
     if not audio_dir.is_dir():
         raise ParameterError(f"audio folder '{audio_dir}' does not exist or is not a folder")
-    sig = _signature(audio_dir, plays, manifest, labels, segments, max_duration, min_duration, allow_outside)
+    sig = engine_signature(audio_dir, plays, manifest, labels, segments, max_duration, min_duration, allow_outside)
     if not force and ws.exists() and ws.get_meta("done:ingest", {}).get("signature") == sig:
         return ws.get_meta("done:ingest")["summary"]
 

@@ -36,7 +36,7 @@ import torch
 
 from . import audio
 from .ann import ANN_THRESHOLD, VectorIndex, have_faiss
-from .config import FeatureConfig, _Config
+from .config import Config, FeatureConfig
 from .errors import AudioError, AudiovisError, ParameterError, WorkspaceError
 from .index import reduce_windows
 from .workspace import Workspace, atomic_path, save_json, save_npy, save_npz
@@ -46,7 +46,7 @@ MAX_UPLOAD_SECONDS = 600.0
 
 
 @dataclass
-class ColdStartConfig(_Config):
+class ColdStartConfig(Config):
     """Limits and defaults for cold-start queries.
 
     max_bytes / max_duration: uploads above these are refused with a message naming the file.
@@ -259,7 +259,7 @@ class ColdStart:
         failed : list of {"file", "reason"}
         """
         out, failed = [], []
-        for f in _as_list(files):
+        for f in as_list(files):
             try:
                 out.append(self.embed_file(f))
             except AudiovisError as e:
@@ -340,7 +340,7 @@ class ColdStart:
         if emb.acts is None or not len(emb.acts):
             return []
         layers = list(layers) if layers else [name for name in self.layers if name != "output"]
-        cols = np.concatenate([np.arange(self.index._offset[name], self.index._offset[name] + self.layers[name])
+        cols = np.concatenate([np.arange(self.index.offset[name], self.index.offset[name] + self.layers[name])
                                for name in layers])
         d = self.index.data
         A = emb.acts[:, cols]
@@ -425,14 +425,14 @@ class ColdStart:
         return add_songs(self, files, song_ids=song_ids, progress=progress)
 
 
-def _as_list(files) -> list:
+def as_list(files) -> list:
     return [files] if isinstance(files, (str, os.PathLike)) else list(files)
 
 
 _ENGINES: dict[str, tuple[tuple, ColdStart]] = {}
 
 
-def _signature(ws: Workspace) -> tuple:
+def engine_signature(ws: Workspace) -> tuple:
     out = []
     for p in (ws.model_path, ws.index_dir / "units.npz", ws.index_dir / "song_factors_pred.npy",
               ws.factors_path, ws.db_path):
@@ -448,7 +448,7 @@ def get_engine(workspace: str | os.PathLike | Workspace, cfg: ColdStartConfig | 
     """A cached :class:`ColdStart` for the workspace, reloaded when its model, index or factors change."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     key = str(ws.path)
-    sig = _signature(ws)
+    sig = engine_signature(ws)
     hit = _ENGINES.get(key)
     if hit and hit[0] == sig and (cfg is None or hit[1].cfg == cfg):
         return hit[1]
@@ -570,7 +570,7 @@ def merge_unit_data(d: dict, n_old: int, A: np.ndarray, P: np.ndarray, widx: np.
     widx : np.ndarray [shape=(m,)]   their global window indices
     songs : np.ndarray [shape=(m,)]   their song indices (sorted, consecutive per song)
     """
-    from .index import N_BINS, _merge
+    from .index import N_BINS, merge_topk
     d = {key: np.array(v, copy=True) for key, v in d.items()}
     m = len(A)
     n = n_old + m
@@ -596,7 +596,7 @@ def merge_unit_data(d: dict, n_old: int, A: np.ndarray, P: np.ndarray, widx: np.
         hit = A == red_v[seg_id]
         cand = np.where(hit, np.arange(m)[:, None], m)
         first = np.minimum.reduceat(cand, useg, axis=0)
-        d[f"{pre}_v"], d[f"{pre}_w"], d[f"{pre}_p"] = _merge(
+        d[f"{pre}_v"], d[f"{pre}_w"], d[f"{pre}_p"] = merge_topk(
             d[f"{pre}_v"], d[f"{pre}_w"], d[f"{pre}_p"], red_v.T.astype(np.float32), widx[first].T,
             np.take_along_axis(P, first, 0).T.astype(np.float32), k, largest)
     top_mean = np.where(d["top_w"] >= 0, d["top_v"], np.nan)
@@ -654,10 +654,10 @@ def add_songs(eng: ColdStart, files, song_ids=None, progress: bool = False) -> d
     """Implementation of :meth:`ColdStart.add` (and ``audiovis add``)."""
     ws = eng.ws
     recover(ws)
-    files = _as_list(files)
-    if song_ids is not None and len(_as_list(song_ids)) != len(files):
-        raise ParameterError(f"got {len(_as_list(song_ids))} song ids for {len(files)} files")
-    ids = _as_list(song_ids) if song_ids is not None else [Path(f).stem for f in files]
+    files = as_list(files)
+    if song_ids is not None and len(as_list(song_ids)) != len(files):
+        raise ParameterError(f"got {len(as_list(song_ids))} song ids for {len(files)} files")
+    ids = as_list(song_ids) if song_ids is not None else [Path(f).stem for f in files]
     taken = set(ws.song_ids())
     same_content = _ContentIndex(ws)
     embs, failed = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
-class _Config:
+class Config:
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -15,7 +15,7 @@ class _Config:
 
 
 @dataclass
-class FeatureConfig(_Config):
+class FeatureConfig(Config):
     """The paper's front end: log-mel, 128 bins, window 1024, hop 512 at 22,050 Hz, 3 s windows."""
 
     sr: int = 22050
@@ -36,7 +36,7 @@ class FeatureConfig(_Config):
 
 
 @dataclass
-class FactorConfig(_Config):
+class FactorConfig(Config):
     """Weighted matrix factorisation (Hu, Koren & Volinsky 2008) with implicit's ALS.
 
     Confidence c_ui = 1 + alpha * log(1 + r_ui / eps) for observed plays, 1 for the rest (the NIPS 2013 paper's

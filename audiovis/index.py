@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .activations import Recorder
-from .config import _Config
+from .config import Config
 from .features import FeatureStore
 from .units import Unit, layer_sizes, parse_unit
 from .workspace import Workspace, save_json, save_npy, save_npz
@@ -26,7 +26,7 @@ N_BINS = 32
 
 
 @dataclass
-class IndexConfig(_Config):
+class IndexConfig(Config):
     k: int = 20
     batch_windows: int = 256
     checkpoint_every: int = 20   # batches between resumable state saves
@@ -83,7 +83,7 @@ def reduce_windows(model, acts: dict[str, torch.Tensor], layers: dict[str, int],
     return torch.cat(cols, 1).cpu().numpy(), torch.cat(peaks, 1).cpu().numpy()
 
 
-def _merge(best_v, best_w, best_p, v, w, p, k, largest: bool):
+def merge_topk(best_v, best_w, best_p, v, w, p, k, largest: bool):
     """Merge candidates (U, m) into the kept (U, k) lists; ties broken by window index (deterministic)."""
     V = np.concatenate([best_v, v], 1)
     W = np.concatenate([best_w, w], 1)
@@ -94,7 +94,7 @@ def _merge(best_v, best_w, best_p, v, w, p, k, largest: bool):
     return (np.take_along_axis(V, order, 1), np.take_along_axis(W, order, 1), np.take_along_axis(P, order, 1))
 
 
-def _unit_state(U: int, k: int) -> dict:
+def new_unit_state(U: int, k: int) -> dict:
     """An empty per-unit state: top/bottom-k lists (value, window, peak) and running statistics."""
     return {"top_v": np.full((U, k), -np.inf, np.float32), "top_w": np.full((U, k), -1, np.int64),
             "top_p": np.zeros((U, k), np.float32), "bot_v": np.full((U, k), np.inf, np.float32),
@@ -102,7 +102,7 @@ def _unit_state(U: int, k: int) -> dict:
             "sumsq": np.zeros(U), "silent": np.zeros(U), "vmin": np.full(U, np.inf), "vmax": np.full(U, -np.inf)}
 
 
-def _reduce_batch(st: dict, A: np.ndarray, P: np.ndarray, widx: np.ndarray, songs_b: np.ndarray, k: int) -> None:
+def reduce_batch(st: dict, A: np.ndarray, P: np.ndarray, widx: np.ndarray, songs_b: np.ndarray, k: int) -> None:
     """Fold one batch into a unit state (in place); shared by the local and the Ray engine.
 
     Parameters
@@ -128,26 +128,26 @@ def _reduce_batch(st: dict, A: np.ndarray, P: np.ndarray, widx: np.ndarray, song
         first = np.minimum.reduceat(cand, useg, axis=0)                # (songs, U) positions in batch
         wv = widx[first]
         pv = np.take_along_axis(P, first, 0)
-        st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"] = _merge(
+        st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"] = merge_topk(
             st[f"{pre}_v"], st[f"{pre}_w"], st[f"{pre}_p"], red_v.T.astype(np.float32), wv.T, pv.T, k, largest)
 
 
-def _merge_state(a: dict, b: dict, k: int) -> dict:
+def merge_states(a: dict, b: dict, k: int) -> dict:
     """Combine two unit states of disjoint song sets (associative and commutative: the distributed combine)."""
     out = {"sum": a["sum"] + b["sum"], "sumsq": a["sumsq"] + b["sumsq"], "silent": a["silent"] + b["silent"],
            "vmin": np.minimum(a["vmin"], b["vmin"]), "vmax": np.maximum(a["vmax"], b["vmax"])}
     for largest, pre in ((True, "top"), (False, "bot")):
-        out[f"{pre}_v"], out[f"{pre}_w"], out[f"{pre}_p"] = _merge(
+        out[f"{pre}_v"], out[f"{pre}_w"], out[f"{pre}_p"] = merge_topk(
             a[f"{pre}_v"], a[f"{pre}_w"], a[f"{pre}_p"], b[f"{pre}_v"], b[f"{pre}_w"], b[f"{pre}_p"], k, largest)
     return out
 
 
-def _hist_edges(vmin: np.ndarray, vmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def histogram_edges(vmin: np.ndarray, vmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo_e, hi_e = np.where(np.isfinite(vmin), vmin, 0), np.where(np.isfinite(vmax), vmax, 1)
     return lo_e, np.where(hi_e > lo_e, hi_e, lo_e + 1e-6)
 
 
-def _histograms(A_all, lo_e: np.ndarray, hi_e: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
+def window_histograms(A_all, lo_e: np.ndarray, hi_e: np.ndarray, start: int = 0, stop: int | None = None) -> np.ndarray:
     """Histogram counts [shape=(n_units, N_BINS)] of rows ``start:stop`` of the activations, 4096 rows at a time."""
     U = A_all.shape[1]
     stop = len(A_all) if stop is None else stop
@@ -157,11 +157,11 @@ def _histograms(A_all, lo_e: np.ndarray, hi_e: np.ndarray, start: int = 0, stop:
         bins = np.clip(((a - lo_e) / (hi_e - lo_e) * N_BINS).astype(np.int64), 0, N_BINS - 1)
         bins += np.arange(U) * N_BINS                      # one flat (unit, bin) index: bincount, not np.add.at
         hist += np.bincount(bins.ravel(), minlength=U * N_BINS).reshape(U, N_BINS)
-        _drop_pages(A_all)
+        drop_pages(A_all)
     return hist
 
 
-def _drop_pages(*arrays) -> None:
+def drop_pages(*arrays) -> None:
     """Unmap the pages of memory-mapped arrays this process has touched. They are MAP_SHARED, so nothing is lost
     (dirty pages stay in the page cache); the point is that resident memory does not grow with the catalogue
     while a stage streams through the features and activations."""
@@ -171,7 +171,7 @@ def _drop_pages(*arrays) -> None:
             mm.madvise(mmap.MADV_DONTNEED)
 
 
-def _song_batches(store: FeatureStore, start_song: int, batch_windows: int):
+def song_batches(store: FeatureStore, start_song: int, batch_windows: int):
     """Consecutive songs grouped so that a song's windows are never split between batches."""
     wsong = store.windows[:, 0]
     s = start_song
@@ -223,7 +223,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
             st = {k: z[k] for k in z.files if k != "sig"}
     k = cfg.k
     if st is None:
-        st = {"next_song": np.array(0), **_unit_state(U, k),
+        st = {"next_song": np.array(0), **new_unit_state(U, k),
               "song_sum": np.zeros((store.n_songs, K)), "song_n": np.zeros(store.n_songs)}
         acts = np.lib.format.open_memmap(partial_acts, mode="w+", dtype=np.float16, shape=(nW, U))
     else:
@@ -233,7 +233,7 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     bar = tqdm(total=nW, desc="index", unit="win", disable=not progress)
     bar.update(int(np.searchsorted(store.windows[:, 0], int(st["next_song"]))))
     out_lo = U - K
-    for b, (_s0, s1, widx) in enumerate(_song_batches(store, int(st["next_song"]), cfg.batch_windows)):
+    for b, (_s0, s1, widx) in enumerate(song_batches(store, int(st["next_song"]), cfg.batch_windows)):
         if len(widx):
             x = torch.from_numpy(store.batch(widx))
             A, P = window_activations(model, x, layers, hop_s)
@@ -241,21 +241,21 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
             songs_b = store.windows[widx, 0]
             np.add.at(st["song_sum"], songs_b, A[:, out_lo:])
             np.add.at(st["song_n"], songs_b, 1)
-            _reduce_batch(st, A, P, widx, songs_b, k)
+            reduce_batch(st, A, P, widx, songs_b, k)
             bar.update(len(widx))
         st["next_song"] = np.array(s1)
         if (b + 1) % cfg.checkpoint_every == 0:
             acts.flush()
             save_npz(state_path, sig=np.array(sig), **st)
-            _drop_pages(acts, store.logmel)
+            drop_pages(acts, store.logmel)
     bar.close()
     acts.flush()
     del acts
     song_pred = np.where(st["song_n"][:, None] > 0, st["song_sum"] / np.maximum(st["song_n"][:, None], 1), np.nan)
-    return _write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path)
+    return write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path)
 
 
-def _write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int, song_pred: np.ndarray,
+def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int, song_pred: np.ndarray,
                  partial_acts, state_path, hist: np.ndarray | None = None) -> dict:
     """Final statistics and artifacts from a complete unit state (both engines); ``hist`` computed if None."""
     d, k = ws.index_dir, cfg.k
@@ -264,7 +264,7 @@ def _write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: in
     std = np.sqrt(np.maximum(st["sumsq"] / n - mean ** 2, 0))
     if hist is None:  # histograms over all windows, one chunked pass over the on-disk activations
         A_all = np.load(partial_acts, mmap_mode="r")
-        hist = _histograms(A_all, *_hist_edges(st["vmin"], st["vmax"]))
+        hist = window_histograms(A_all, *histogram_edges(st["vmin"], st["vmax"]))
         del A_all
     top_mean = np.where(st["top_w"] >= 0, st["top_v"], np.nan)
     strength = np.nanmean(top_mean, 1)
@@ -303,15 +303,15 @@ class UnitIndex:
         self.song_factors = np.load(d / "song_factors_pred.npy")
         self.store = FeatureStore(ws)
         self.song_ids = ws.song_ids()
-        self._offset, o = {}, 0
+        self.offset, o = {}, 0
         for name, n in self.layers.items():
-            self._offset[name] = o
+            self.offset[name] = o
             o += n
         self.n_units = o
 
     def column(self, unit: str | Unit) -> int:
         u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers)
-        return self._offset[u.layer] + u.index
+        return self.offset[u.layer] + u.index
 
     def units(self, layer: str | None = None) -> list[str]:
         return [f"{name}:{i}" for name, n in self.layers.items() if layer in (None, name) for i in range(n)]

@@ -15,11 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import _Config
+from .config import Config
 
 
 @dataclass
-class ModelConfig(_Config):
+class ModelConfig(Config):
     n_mels: int = 128
     n_frames: int = 129               # 3 s at 22,050 Hz, hop 512
     channels: tuple = (64, 96, 128)   # conv channels

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import _Config
+from .config import Config
 from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
@@ -21,7 +21,7 @@ from .workspace import Workspace
 
 
 @dataclass
-class TrainConfig(_Config):
+class TrainConfig(Config):
     preset: str = "small"
     epochs: int = 60
     steps_per_epoch: int = 60

@@ -7,7 +7,7 @@ import pytest
 
 from audiovis import engines
 from audiovis.errors import AudiovisError, ParameterError
-from audiovis.index import IndexConfig, UnitIndex, _merge_state, _reduce_batch, _unit_state
+from audiovis.index import IndexConfig, UnitIndex, merge_states, new_unit_state, reduce_batch
 from audiovis.workspace import Workspace
 
 ray = pytest.importorskip("ray", reason="the ray engine is optional: pip install 'audiovis[ray]'")
@@ -40,15 +40,15 @@ def test_merge_state_is_order_free():
     A = rng.standard_normal((40, U)).astype(np.float32)
     P = rng.random((40, U)).astype(np.float32)
     songs = np.repeat(np.arange(10), 4)
-    whole = _unit_state(U, k)
-    _reduce_batch(whole, A, P, np.arange(40), songs, k)
+    whole = new_unit_state(U, k)
+    reduce_batch(whole, A, P, np.arange(40), songs, k)
     parts = []
     for lo, hi in ((0, 12), (12, 20), (20, 40)):       # song-aligned batches
-        s = _unit_state(U, k)
-        _reduce_batch(s, A[lo:hi], P[lo:hi], np.arange(lo, hi), songs[lo:hi], k)
+        s = new_unit_state(U, k)
+        reduce_batch(s, A[lo:hi], P[lo:hi], np.arange(lo, hi), songs[lo:hi], k)
         parts.append(s)
-    for merged in (_merge_state(_merge_state(parts[0], parts[1], k), parts[2], k),
-                   _merge_state(parts[2], _merge_state(parts[1], parts[0], k), k)):
+    for merged in (merge_states(merge_states(parts[0], parts[1], k), parts[2], k),
+                   merge_states(parts[2], merge_states(parts[1], parts[0], k), k)):
         for key in ("top_w", "bot_w", "top_v", "silent", "vmin", "vmax"):
             np.testing.assert_array_equal(merged[key], whole[key])
         np.testing.assert_allclose(merged["sumsq"], whole["sumsq"], rtol=1e-12)

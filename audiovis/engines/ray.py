@@ -6,11 +6,11 @@ Same inputs, same artifacts as the local engine; what runs where:
   (:func:`audiovis.features.featurize_one`, one cached ``.npy`` per song), then the local consolidation;
 * embed: decoding and windowing in map tasks, the model in an actor pool (``map_batches`` with a callable class:
   one model load per actor, ``num_gpus=1`` per actor when CUDA is available);
-* index: the local path's song-aligned window batches (:func:`audiovis.index._song_batches`) are rows of a
+* index: the local path's song-aligned window batches (:func:`audiovis.index.song_batches`) are rows of a
   dataset, a fixed number of them per actor task (``_BATCHES_PER_TASK``); the model actors (an actor pool) read
   their windows from the memory-mapped feature store, run the model, fold each batch with the local per-batch
-  reduction (:func:`audiovis.index._reduce_batch`) into one unit state per call, and the driver merges the
-  calls' states as they stream in (:func:`audiovis.index._merge_state`: top/bottom-k merge with a deterministic
+  reduction (:func:`audiovis.index.reduce_batch`) into one unit state per call, and the driver merges the
+  calls' states as they stream in (:func:`audiovis.index.merge_states`: top/bottom-k merge with a deterministic
   tie-break, sums, sums of squares, counts, min, max; order-free); histograms in a second pass of tasks.
   Actors write their per-window activations and per-song predictions straight into the workspace's
   memory-mapped arrays and unmap the touched pages after each call, so memory per worker is flat in catalogue
@@ -220,8 +220,8 @@ class _IndexActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from ..index import _drop_pages, _reduce_batch, _unit_state, window_activations
-        st = _unit_state(self.U, self.k)
+        from ..index import drop_pages, new_unit_state, reduce_batch, window_activations
+        st = new_unit_state(self.U, self.k)
         n_win = 0
         for lo, hi in zip(np.asarray(batch["lo"]).tolist(), np.asarray(batch["hi"]).tolist()):
             x, songs = self.features.read(lo, hi)
@@ -236,29 +236,29 @@ class _IndexActor:
             np.add.at(ssum, inv, A[:, self.U - self.K:])
             n = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
             self.pred[uniq] = (ssum / n[:, None]).astype(np.float32)
-            _reduce_batch(st, A, P, np.arange(lo, hi), songs, self.k)   # the local path's fold, in its order
+            reduce_batch(st, A, P, np.arange(lo, hi), songs, self.k)   # the local path's fold, in its order
             n_win += hi - lo
         # unmap the pages of the memory-mapped files touched by this call (MAP_SHARED: written pages stay in the
         # page cache and reach the file), so that resident memory does not grow as the actor streams through
-        _drop_pages(self.acts, self.pred, self.features.logmel, self.features.windows, self.features.offsets)
+        drop_pages(self.acts, self.pred, self.features.logmel, self.features.windows, self.features.offsets)
         anon, file = _rss_mb()
         acc = {"st": st, "windows": n_win, "calls": 1, "rss_mb": anon, "file_mb": file}   # max over calls
         return {"acc": np.array([pickle.dumps(acc, protocol=5)], dtype=object)}
 
 
 def _fold(a: dict | None, b: dict | None, k: int) -> dict | None:
-    from ..index import _merge_state
+    from ..index import merge_states
     if a is None or b is None:
         return a if b is None else b
-    return {"st": _merge_state(a["st"], b["st"], k), "windows": a["windows"] + b["windows"],
+    return {"st": merge_states(a["st"], b["st"], k), "windows": a["windows"] + b["windows"],
             "calls": a["calls"] + b["calls"], "rss_mb": max(a["rss_mb"], b["rss_mb"]),
             "file_mb": max(a["file_mb"], b["file_mb"])}
 
 
 def _hist_task(batch: dict, ws_path: str, lo_e: np.ndarray, hi_e: np.ndarray) -> dict:
-    from ..index import _histograms
+    from ..index import window_histograms
     A_all = np.load(Path(ws_path) / "index" / "acts.partial.npy", mmap_mode="r")
-    h = _histograms(A_all, lo_e, hi_e, int(batch["lo"][0]), int(batch["hi"][0]))
+    h = window_histograms(A_all, lo_e, hi_e, int(batch["lo"][0]), int(batch["hi"][0]))
     return {"hist": h[None]}
 
 
@@ -280,7 +280,7 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     """
     require_ray()
     from ..features import FeatureStore
-    from ..index import IndexConfig, _hist_edges, _song_batches, _write_index, up_to_date
+    from ..index import IndexConfig, histogram_edges, song_batches, up_to_date, write_index
     from ..train import load_model
     from ..units import layer_sizes
     ws = _ws(workspace)
@@ -296,7 +296,7 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     layers = layer_sizes(model)
     U, K, k = sum(layers.values()), model.cfg.n_factors, cfg.k
     nW, n_songs = len(store.windows), store.n_songs
-    bounds = [(int(w[0]), int(w[-1]) + 1) for _, _, w in _song_batches(store, 0, cfg.batch_windows) if len(w)]
+    bounds = [(int(w[0]), int(w[-1]) + 1) for _, _, w in song_batches(store, 0, cfg.batch_windows) if len(w)]
     del store, model
     d = ws.index_dir
     d.mkdir(parents=True, exist_ok=True)
@@ -324,12 +324,12 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
                 for v in b["acc"]:
                     acc = _fold(acc, pickle.loads(v), k)
         if acc is None:
-            from ..index import _unit_state
-            acc = {"st": _unit_state(U, k), "windows": 0, "calls": 0, "rss_mb": 0.0, "file_mb": 0.0}
+            from ..index import new_unit_state
+            acc = {"st": new_unit_state(U, k), "windows": 0, "calls": 0, "rss_mb": 0.0, "file_mb": 0.0}
         st = acc["st"]
         if acc["windows"] != nW:
             raise AudiovisError(f"index (ray): {acc['windows']} of {nW} windows came back; run it again")
-        lo_e, hi_e = _hist_edges(st["vmin"], st["vmax"])
+        lo_e, hi_e = histogram_edges(st["vmin"], st["vmax"])
         hist = np.zeros((U, 32), np.int64)
         if nW:
             step = 16384
@@ -342,7 +342,7 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
         stats.update({"windows": nW, "actors": n_act, "batches": len(bounds), "calls": acc["calls"],
                       "max_actor_rss_mb": acc["rss_mb"], "max_actor_file_mb": acc["file_mb"]})
     song_pred = np.load(pred_path, mmap_mode="r")
-    summary = _write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, d / "state.partial.npz", hist=hist)
+    summary = write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, d / "state.partial.npz", hist=hist)
     del song_pred
     pred_path.unlink(missing_ok=True)
     return summary
@@ -402,10 +402,10 @@ def embed(workspace, files, per_window: bool = False, address: str | None = None
     failed : list of {"file", "reason"}
     """
     require_ray()
-    from ..coldstart import ColdStartConfig, Embedding, _as_list
+    from ..coldstart import ColdStartConfig, Embedding, as_list
     ws = _ws(workspace)
     ws.require("train", "featurize")
-    files = [str(f) for f in _as_list(files)]
+    files = [str(f) for f in as_list(files)]
     fcfg = json.loads((ws.features_dir / "config.json").read_text())
     hop_s = fcfg["hop_length"] / fcfg["sr"]
     max_duration = ColdStartConfig().max_duration

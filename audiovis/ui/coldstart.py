@@ -22,7 +22,7 @@ def _engine(ws_path: str, stamp: tuple) -> cs.ColdStart:
 def get_engine(ws_path: str) -> cs.ColdStart:
     from ..workspace import Workspace
     ws = Workspace(ws_path)
-    return _engine(str(ws.path), cs._signature(ws))
+    return _engine(str(ws.path), cs.engine_signature(ws))
 
 
 def _timeline_png(rec: dict, units: list[str]) -> bytes:
@@ -51,7 +51,7 @@ def _timeline_png(rec: dict, units: list[str]) -> bytes:
 
 def _result(ws_path: str, name: str, data: bytes, k: int) -> dict:
     """Recommendation for an upload, kept in the session per (workspace, content, k)."""
-    key = ("coldstart", ws_path, hashlib.sha1(data).hexdigest(), k, cs._signature(get_engine(ws_path).ws))
+    key = ("coldstart", ws_path, hashlib.sha1(data).hexdigest(), k, cs.engine_signature(get_engine(ws_path).ws))
     cache = st.session_state.setdefault("_coldstart_results", {})
     if key not in cache:
         get_engine(ws_path)                       # warm, cached model

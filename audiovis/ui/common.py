@@ -116,7 +116,7 @@ def page_error(e: BaseException, ws_name: str = "WS") -> str:
             f"every unfinished stage and `audiovis report {ws_arg}` lists the problems found so far.")
 
 
-def _stamp(ws_path: str) -> str:
+def index_stamp(ws_path: str) -> str:
     """Changes when the index is rebuilt (cache key)."""
     p = Path(ws_path) / "index" / "units.npz"
     d = Path(ws_path) / "index" / "dissection.json"
@@ -136,7 +136,7 @@ def _explorer(ws_path: str, stamp: str) -> Explorer:
 def get_explorer(ws_path: str) -> Explorer:
     """The :class:`~audiovis.explore.Explorer` of a finished workspace (cached, one per workspace)."""
     ws_path = str(Workspace(ws_path).path)
-    return _explorer(ws_path, _stamp(ws_path))
+    return _explorer(ws_path, index_stamp(ws_path))
 
 
 def get_index(ws_path: str):

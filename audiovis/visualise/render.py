@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..activations import Recorder
-from ..config import _Config
+from ..config import Config
 from ..deps import torchaudio
 from ..errors import ParameterError
 from .param import BoundedLogmel, data_range
@@ -17,7 +17,7 @@ from .transforms import jitter, total_variation
 
 
 @dataclass
-class RenderConfig(_Config):
+class RenderConfig(Config):
     """Settings of the optimisation (defaults dream one unit of the small model in a few seconds on 2 cores).
 
     Olah et al. use Adam, lr 0.05, thousands of steps; a 129-frame log-mel and a small CNN need far fewer.
