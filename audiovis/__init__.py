@@ -1,14 +1,36 @@
-"""audiovis: hear what a content-based music-recommendation network has learned."""
+"""audiovis: hear what a content-based music-recommendation network has learned.
+
+The Python API (docs/model.md): ``Workspace`` (storage), ``run_pipeline`` (every stage), ``UnitIndex`` (each
+unit's top clips and statistics), ``get_engine`` / ``ColdStart`` (embed and recommend new songs) and
+``add_songs`` (add them without retraining). ``import audiovis`` stays light: all but ``Workspace``, the configs
+and the errors are imported on first use (torch only then).
+"""
 from .config import FactorConfig, FeatureConfig
 from .errors import AudioError, AudiovisError, DataError, DependencyError, ParameterError, WorkspaceError
 from .workspace import Workspace
 
 __version__ = "0.1.0"
-__all__ = ["Workspace", "FeatureConfig", "FactorConfig", "AudiovisError", "ParameterError", "AudioError",
-           "DataError", "DependencyError", "WorkspaceError", "run_pipeline", "__version__"]
+__all__ = ["Workspace", "run_pipeline", "UnitIndex", "ColdStart", "get_engine", "add_songs", "FeatureConfig",
+           "FactorConfig", "AudiovisError", "ParameterError", "AudioError", "DataError", "DependencyError",
+           "WorkspaceError", "__version__"]
 
 
-def run_pipeline(*args, **kwargs):
-    """Run every stage (see :func:`audiovis.pipeline.run_pipeline`)."""
-    from .pipeline import run_pipeline as _run
-    return _run(*args, **kwargs)
+def __getattr__(name: str):
+    """The heavy names of ``__all__``, imported when first asked for (PEP 562)."""
+    if name == "run_pipeline":
+        from .pipeline import run_pipeline as value
+    elif name == "UnitIndex":
+        from .index import UnitIndex as value
+    elif name in ("ColdStart", "get_engine"):
+        from . import coldstart
+        value = getattr(coldstart, name)
+    elif name == "add_songs":
+        from .append import add_songs as value
+    else:
+        raise AttributeError(f"module 'audiovis' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

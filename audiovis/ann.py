@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from .errors import ParameterError
+from .workspace import atomic_path
 
 ANN_THRESHOLD = 50_000
 TARGET_RECALL = 0.97
@@ -251,8 +252,6 @@ class VectorIndex:
         if self._ivf is None:
             return
         import faiss
-
-        from .workspace import atomic_path
         with atomic_path(path, suffix=".faiss") as tmp:
             faiss.write_index(self._ivf, str(tmp))
 

@@ -5,10 +5,12 @@ import csv
 import hashlib
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm.auto import tqdm
 
 from . import audio
+from .config import FeatureConfig
 from .errors import AudioError, DataError, ParameterError
 from .plays import read_log
 from .workspace import Workspace
@@ -203,8 +205,8 @@ def _drop_duplicates(songs: list[tuple], problems: list[tuple[str, str]]) -> tup
 
 def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLike, plays: str | os.PathLike,
            manifest: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
-           segments: str | os.PathLike | None = None, max_duration: float = 1800.0, min_duration: float = 3.0,
-           allow_outside: bool = False, force: bool = False, progress: bool = True) -> dict:
+           segments: str | os.PathLike | None = None, max_duration: float = FeatureConfig.max_duration,
+           min_duration: float = 3.0, allow_outside: bool = False, force: bool = False, progress: bool = True) -> dict:
     """Build a workspace's catalogue from an audio folder and a listening log.
 
     Parameters
@@ -245,15 +247,40 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     sig = engine_signature(audio_dir, plays, manifest, labels, segments, max_duration, min_duration, allow_outside)
     if not force and ws.exists() and ws.get_meta("done:ingest", {}).get("signature") == sig:
         return ws.get_meta("done:ingest")["summary"]
-
     log = read_log(plays)
+    mapping, problems = _find_files(audio_dir, manifest, allow_outside)
+    songs = _check_songs(mapping, problems, max_duration, min_duration, progress)
+    songs, aliases = _drop_duplicates(songs, problems)
+    counted = _count_plays(log, songs, aliases, plays, problems)
+    label_map = read_labels(labels) if labels else {}
+    seg_rows = read_segments(segments) if segments else []
+    _write_catalog(ws, songs, counted, label_map, seg_rows, problems + _log_problems(log, plays, counted))
+    summary = {
+        "songs": len(songs), "songs_skipped": len(problems),
+        "users": len(counted.users), "pairs": len(counted.rows), "plays": float(sum(r[2] for r in counted.rows)),
+        "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
+        "unknown_song_pairs": counted.unknown, "duplicates": len(aliases),
+        "labelled_songs": len([s for s in label_map if s in counted.song_idx]),
+    }
+    ws.mark_done("ingest", {"signature": sig, "summary": summary})
+    return summary
+
+
+def _find_files(audio_dir: Path, manifest, allow_outside: bool) -> tuple[dict[str, Path], list[tuple[str, str]]]:
+    """{song id: file} from the manifest, or from the file stems under ``audio_dir``, and the problems found."""
     if manifest is not None:
         mapping, problems = read_manifest(manifest, audio_dir, allow_outside=allow_outside)
     else:
         mapping, problems = map_by_stem(audio_dir, allow_outside=allow_outside)
     if not mapping and not problems:
         raise DataError(f"no audio files (WAV, FLAC, OGG, Opus, MP3) found under '{audio_dir}'")
+    return mapping, problems
 
+
+def _check_songs(mapping: dict[str, Path], problems: list[tuple[str, str]], max_duration: float,
+                 min_duration: float, progress: bool) -> list[tuple]:
+    """(song id, resolved path, duration, sr, channels) of each file whose header reads and whose duration is
+    within the bounds, in song id order; the others go to ``problems`` with the reason."""
     songs = []
     for sid, p in tqdm(sorted(mapping.items()), desc="ingest: checking audio", unit="song", disable=not progress):
         try:
@@ -267,8 +294,20 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
             problems.append((sid, str(e)))
             continue
         songs.append((sid, str(p.resolve()), meta.duration, meta.sr, meta.channels))
-    songs, aliases = _drop_duplicates(songs, problems)
+    return songs
 
+
+class _Plays(NamedTuple):
+    song_idx: dict[str, int]                 # song id -> row of the songs table
+    users: dict[str, int]                    # user id -> row of the users table
+    rows: list[tuple[int, int, float]]       # (user, song, plays), one per pair
+    unknown: int                             # user-song pairs of songs not in the catalogue
+    unknown_ids: dict[str, int]              # those songs -> their pairs
+
+
+def _count_plays(log, songs: list[tuple], aliases: dict[str, str], plays, problems: list[tuple[str, str]]) -> _Plays:
+    """The log's plays per (user, song) of the catalogue's songs (a duplicate's plays count for the song it
+    duplicates); a DataError if no row names a usable song."""
     song_idx = {s[0]: i for i, s in enumerate(songs)}
     users: dict[str, int] = {}
     pair_plays: dict[tuple[int, int], float] = {}
@@ -288,36 +327,35 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
         raise DataError(f"no row of the listening log '{plays}' names a usable song: "
                         f"{len(log.counts)} user-song pairs, {len(songs)} usable songs{why}; check that the "
                         f"log's song ids match the manifest or the file names")
-    label_map = read_labels(labels) if labels else {}
-    seg_rows = read_segments(segments) if segments else []
+    return _Plays(song_idx, users, play_rows, unknown, unknown_ids)
 
+
+def _log_problems(log, plays, counted: _Plays) -> list[tuple[str, str]]:
+    """Report rows (item, reason) of the listening log: unreadable rows by reason, then unknown song ids."""
+    rows = [(f"{Path(plays).name} ({log.examples[reason]})", f"{reason}: {n} rows")
+            for reason, n in log.problems.items()]
+    if counted.unknown:
+        some = ", ".join(list(counted.unknown_ids)[:5])
+        rows.append((Path(plays).name, f"unknown or unusable song id: {counted.unknown} user-song pairs "
+                                       f"({len(counted.unknown_ids)} songs, e.g. {some})"))
+    return rows
+
+
+def _write_catalog(ws: Workspace, songs: list[tuple], counted: _Plays, label_map: dict[str, dict[str, str]],
+                   seg_rows: list[tuple], report: list[tuple[str, str]]) -> None:
+    """Replace the workspace's catalogue (songs, users, plays, ground truth, the ingest report) in one commit,
+    and empty the meta table (every stage's markers and settings went with the old catalogue)."""
+    song_idx = counted.song_idx
     db = ws.db
     with db:
         for t in ("songs", "users", "plays", "labels", "segments", "report", "meta"):
             db.execute(f"DELETE FROM {t}")
         db.executemany("INSERT INTO songs(idx, song_id, path, duration, sr, channels) VALUES (?,?,?,?,?,?)",
                        [(i, *s) for i, s in enumerate(songs)])
-        db.executemany("INSERT INTO users(idx, user_id) VALUES (?, ?)", [(i, u) for u, i in users.items()])
-        db.executemany("INSERT INTO plays(user_idx, song_idx, plays) VALUES (?,?,?)", play_rows)
+        db.executemany("INSERT INTO users(idx, user_id) VALUES (?, ?)", [(i, u) for u, i in counted.users.items()])
+        db.executemany("INSERT INTO plays(user_idx, song_idx, plays) VALUES (?,?,?)", counted.rows)
         db.executemany("INSERT INTO labels(song_id, concept, value) VALUES (?,?,?)",
                        [(sid, c, v) for sid, d in label_map.items() if sid in song_idx for c, v in d.items()])
         db.executemany("INSERT INTO segments(song_id, start_s, end_s, concept, value) VALUES (?,?,?,?,?)",
                        [r for r in seg_rows if r[0] in song_idx])
-        db.executemany("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)", problems)
-        for reason, n in log.problems.items():
-            db.execute("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)",
-                       (f"{Path(plays).name} ({log.examples[reason]})", f"{reason}: {n} rows"))
-        if unknown:
-            some = ", ".join(list(unknown_ids)[:5])
-            db.execute("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)",
-                       (Path(plays).name, f"unknown or unusable song id: {unknown} user-song pairs "
-                                          f"({len(unknown_ids)} songs, e.g. {some})"))
-    summary = {
-        "songs": len(songs), "songs_skipped": len(problems),
-        "users": len(users), "pairs": len(play_rows), "plays": float(sum(r[2] for r in play_rows)),
-        "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
-        "unknown_song_pairs": unknown, "duplicates": len(aliases),
-        "labelled_songs": len([s for s in label_map if s in song_idx]),
-    }
-    ws.mark_done("ingest", {"signature": sig, "summary": summary})
-    return summary
+        db.executemany("INSERT INTO report(stage, item, reason) VALUES ('ingest', ?, ?)", report)

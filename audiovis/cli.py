@@ -6,11 +6,22 @@ import json
 import os
 import subprocess
 import sys
+import typing
+from dataclasses import fields
 from pathlib import Path
 
+from .config import FactorConfig, FeatureConfig, IndexConfig, TrainConfig
 from .errors import AudiovisError
 
 DEFAULT_DEMO_WS = "workspaces/demo"
+# the stage configs, under the names run_pipeline takes them by; the stages' options are generated from their fields
+CONFIGS = {"feature": FeatureConfig, "factors": FactorConfig, "training": TrainConfig, "index": IndexConfig}
+# subcommand -> (help, the configs it reads): it offers their options and no other stage's
+STAGES = {"factorize": ("WMF of the play counts", ("factors",)),
+          "featurize": ("log-mel features of every song", ("feature",)),
+          "train": ("train the content CNN", ("training",)),
+          "evaluate": ("cold-start evaluation", ()),
+          "index": ("top clips and statistics of every unit", ("index",))}
 
 
 def _ws_arg(p, default=None):
@@ -28,21 +39,64 @@ def _inputs(p):
                    help="let the manifest, or symlinks in the audio folder, point outside the audio folder")
 
 
-def _stage_opts(p):
-    g = p.add_argument_group("stage settings")
-    g.add_argument("--factors", type=int, default=32, help="WMF latent factors")
-    g.add_argument("--alpha", type=float, default=2.0, help="confidence 1 + alpha*log(1 + plays/eps)")
-    g.add_argument("--regularization", type=float, default=0.1, help="WMF L2 regularisation")
-    g.add_argument("--normalize", action="store_true", help="unit-normalise song factors (Spotify 2014)")
-    g.add_argument("--test-fraction", type=float, default=0.2, help="songs held out for cold-start evaluation")
-    g.add_argument("--window-s", type=float, default=3.0, help="window length in seconds")
-    g.add_argument("--jobs", type=int, default=None, help="featurize processes (default: all cores)")
-    g.add_argument("--preset", default="small", choices=["small", "paper"], help="model size")
-    g.add_argument("--epochs", type=int, default=60)
-    g.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("-k", type=int, default=20, help="clips kept per unit in the index")
-    g.add_argument("--force", action="store_true", help="redo the stage even if it is up to date")
+def _flag(f) -> str:
+    """A config field's option: ``--kebab-case`` of its name (or of its ``flag`` metadata); one letter: ``-k``."""
+    name = _dest(f)
+    return f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
+
+
+def _dest(f) -> str:
+    return f.metadata.get("flag", f.name)
+
+
+def _field_kwargs(cls, f) -> dict:
+    """``add_argument`` keywords of a config field: the type of its annotation (``X | None``: X), a switch for a
+    bool, its ``choices``; no default (``argparse.SUPPRESS``: an option not given leaves the dataclass default)."""
+    typ = typing.get_type_hints(cls)[f.name]
+    args = [t for t in typing.get_args(typ) if t is not type(None)]
+    typ = args[0] if args else typ
+    if typ is bool:
+        return {"action": argparse.BooleanOptionalAction if f.default else "store_true"}
+    kw = {"type": typ, "metavar": _dest(f).upper()}
+    if "choices" in f.metadata:
+        kw.update(choices=f.metadata["choices"], metavar="{" + ",".join(map(str, f.metadata["choices"])) + "}")
+    return kw
+
+
+def _config_opts(p, names) -> None:
+    """One option per field of the configs ``names`` (keys of :data:`CONFIGS`), help and default from the field
+    (:func:`audiovis.config.setting`); fields that share a flag (``--seed``) are one option that sets them all."""
+    seen: dict[str, argparse.Action] = {}
+    for name in names:
+        cls = CONFIGS[name]
+        g = p.add_argument_group(f"{name} settings ({cls.__name__} in audiovis/config.py)")
+        for f in fields(cls):
+            hlp = f.metadata.get("help", f.name.replace("_", " ")).replace("%", "%%")
+            if f.default is not None and not isinstance(f.default, bool):
+                hlp += f" (default: {f.default})"
+            flag = _flag(f)
+            if flag in seen:
+                seen[flag].help += f"; {hlp}"
+                continue
+            seen[flag] = g.add_argument(flag, dest=_dest(f), default=argparse.SUPPRESS, help=hlp,
+                                        **_field_kwargs(cls, f))
+
+
+def _configs(a, names=None) -> dict:
+    """The configs ``names`` (default: all, as :func:`audiovis.pipeline.run_pipeline` takes them) from parsed
+    options: each dataclass's defaults, with the fields whose options were given."""
+    names = CONFIGS if names is None else names
+    return {n: CONFIGS[n](**{f.name: getattr(a, _dest(f)) for f in fields(CONFIGS[n]) if hasattr(a, _dest(f))})
+            for n in names}
+
+
+def _jobs_opt(p):
+    p.add_argument("--jobs", type=int, default=None,
+                   help="featurize: songs decoded at once, in as many processes (default: the cores, at most 8)")
+
+
+def _force_opt(p):
+    p.add_argument("--force", action="store_true", help="redo the stage even if it is up to date")
 
 
 def _engine_opts(p):
@@ -63,36 +117,25 @@ def _serve_opts(p):
                    help="let visitors add uploaded songs to the workspace (off by default: the page only reads)")
 
 
-def _configs(a):
-    from .config import FactorConfig, FeatureConfig
-    from .index import IndexConfig
-    from .train import TrainConfig
-    return dict(
-        feature=FeatureConfig(window_s=a.window_s),
-        factors=FactorConfig(factors=a.factors, alpha=a.alpha, regularization=a.regularization,
-                             normalize=a.normalize, test_fraction=a.test_fraction, random_state=a.seed),
-        training=TrainConfig(preset=a.preset, epochs=a.epochs, device=a.device, seed=a.seed),
-        index=IndexConfig(k=a.k))
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="audiovis", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("ingest", help="catalogue audio and a listening log into a workspace")
     _ws_arg(p), _inputs(p)
-    p.add_argument("--max-duration", type=float, default=1800.0, help="skip longer songs (seconds)")
-    p.add_argument("--force", action="store_true")
-    for name, hlp in (("factorize", "WMF of the play counts"), ("featurize", "log-mel features of every song"),
-                      ("train", "train the content CNN"), ("evaluate", "cold-start evaluation"),
-                      ("index", "top clips and statistics of every unit")):
+    p.add_argument("--max-duration", type=float, default=FeatureConfig.max_duration,
+                   help="skip longer songs (seconds; default: %(default)s, FeatureConfig's max_duration)")
+    _force_opt(p)
+    for name, (hlp, configs) in STAGES.items():
         p = sub.add_parser(name, help=hlp)
-        _ws_arg(p), _stage_opts(p)
+        _ws_arg(p), _config_opts(p, configs), _force_opt(p)
+        if name == "featurize":
+            _jobs_opt(p)
         if name in ("featurize", "index"):
             _engine_opts(p)
     p = sub.add_parser("run", help="every stage, from audio and plays to the unit index")
-    _ws_arg(p), _inputs(p), _stage_opts(p)
+    _ws_arg(p), _inputs(p), _config_opts(p, CONFIGS), _jobs_opt(p)
     p = sub.add_parser("demo", help="build the demo workspace from samples/ if missing, then serve the page")
-    _ws_arg(p), _stage_opts(p)
+    _ws_arg(p), _config_opts(p, CONFIGS), _jobs_opt(p)
     p.add_argument("--no-serve", action="store_true", help="build only")
     _serve_opts(p)
     p = sub.add_parser("serve", help="serve the listening page for one or more workspaces (only those)")
@@ -122,11 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", dest="ids", action="append", help="song id per file, in order (default: file stem)")
     from .visualise.cli import add_parsers as _add_visualise_parsers  # filters, dream, auralise, backward, dissect
     _add_visualise_parsers(sub, _ws_arg)
+    ap.subcommands = sub.choices
     return ap
 
 
 def main(argv=None) -> int:
-    a = build_parser().parse_args(argv)
+    ap = build_parser()
+    a, extra = ap.parse_known_args(argv)
+    if extra:               # from the subcommand's parser: its usage lists the options it takes
+        ap.subcommands[a.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return _dispatch(a)
     except AudiovisError as e:
@@ -157,8 +204,8 @@ def _dispatch(a) -> int:
                    max_duration=a.max_duration, allow_outside=a.allow_outside, force=a.force)
         _print(s)
         _print_report(ws, "ingest")
-    elif a.cmd in ("factorize", "featurize", "train", "evaluate", "index"):
-        c = _configs(a)
+    elif a.cmd in STAGES:
+        c = _configs(a, STAGES[a.cmd][1])
         if a.cmd == "factorize":
             from .factors import factorize
             _print(factorize(ws, c["factors"], force=a.force))
@@ -204,6 +251,8 @@ def _dispatch(a) -> int:
 
 def _coldstart(ws, a) -> int:
     from . import coldstart as cs
+    from . import results
+    from .append import add_songs
     if a.cmd == "embed" and a.engine != "local":
         from .engines import embed
         embs, failed = embed(ws, a.files, engine=a.engine, ray_address=a.ray_address)
@@ -212,19 +261,19 @@ def _coldstart(ws, a) -> int:
     if a.cmd == "embed":
         if a.engine == "local":
             embs, failed = eng.embed(a.files)
-        text = cs.write_embeddings(embs, a.out, per_window=a.per_window)
+        text = results.write_embeddings(embs, a.out, per_window=a.per_window)
         if text is not None:
             print(text)
         elif embs:
             print(f"wrote {len(embs)} embedding(s) to {a.out}", file=sys.stderr)
     elif a.cmd == "recommend":
-        rec = cs.recommendation_json(eng.recommend(a.file, k=a.k, n_users=a.users, n_units=a.units))
+        rec = results.recommendation_json(eng.recommend(a.file, k=a.k, n_users=a.users, n_units=a.units))
         for note in rec["song"].get("warnings", []):
             print(f"audiovis: warning: {note}", file=sys.stderr)
-        print(json.dumps(rec, indent=2) if a.json else cs.format_recommendation(rec))
+        print(json.dumps(rec, indent=2) if a.json else results.format_recommendation(rec))
         failed = []
     else:
-        out = eng.add(a.files, song_ids=a.ids)
+        out = add_songs(ws, a.files, song_ids=a.ids)
         _print(out["added"])
         failed = out["failed"]
     for f in failed:
@@ -250,6 +299,12 @@ def _print_report(ws, stage, limit=20):
         print(f"  ... and {len(rows) - limit} more: `audiovis report -w {ws.path}`")
 
 
+def page_path() -> Path:
+    """The listening page's script, in the installed package (a wheel has no ``streamlit_app.py``)."""
+    import importlib.util
+    return Path(importlib.util.find_spec("audiovis.ui.app").origin).resolve()     # found, not imported
+
+
 def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool = False,
           exec_: bool = True) -> int:
     """Serve the page for ``workspaces`` (paths; the page opens nothing else) on ``host:port``.
@@ -268,11 +323,7 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
             print(f"audiovis: error: workspace path '{p}' contains '{os.pathsep}'; rename or link it",
                   file=sys.stderr)
             return 2
-    app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
-    if not app.exists():
-        print(f"audiovis: error: the page '{app}' is missing; install audiovis from a source checkout "
-              f"(pip install -e .)", file=sys.stderr)
-        return 2
+    app = page_path()
     env = dict(os.environ, AUDIOVIS_WORKSPACE=paths[0], **{WORKSPACES_ENV: os.pathsep.join(paths),
                                                             ALLOW_ADD_ENV: "1" if allow_add else "0"})
     shown = "localhost" if host in ("127.0.0.1", "localhost", "::1") else host

@@ -1,7 +1,12 @@
-"""Dataclass configs per stage; each is saved next to its stage's outputs."""
+"""Dataclass configs per stage; each is saved next to its stage's outputs.
+
+They are the one place of the stages' defaults: ``audiovis``'s stage options are generated from their fields
+(:mod:`audiovis.cli`: ``window_s`` is ``--window-s``, with the field's ``help``), so a default changed here is
+the command line's default too. This module imports no torch: ``audiovis --help`` stays fast.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 
 class Config:
@@ -14,18 +19,29 @@ class Config:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
 
+def setting(default, help: str, *, flag: str | None = None, choices: tuple | None = None):
+    """A config field with its command-line help; ``flag``: the option's name when it is not the field's (two
+    fields with one flag are one option that sets both), ``choices``: the values the option accepts."""
+    meta = {"help": help}
+    if flag is not None:
+        meta["flag"] = flag
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class FeatureConfig(Config):
     """The paper's front end: log-mel, 128 bins, window 1024, hop 512 at 22,050 Hz, 3 s windows."""
 
-    sr: int = 22050
-    n_fft: int = 1024
-    hop_length: int = 512
-    n_mels: int = 128
-    fmin: float = 0.0
-    fmax: float | None = None
-    window_s: float = 3.0
-    max_duration: float = 1800.0
+    sr: int = setting(22050, "sample rate the audio is decoded at (Hz)")
+    n_fft: int = setting(1024, "FFT window (samples)")
+    hop_length: int = setting(512, "hop between frames (samples)")
+    n_mels: int = setting(128, "mel bands")
+    fmin: float = setting(0.0, "lowest mel frequency (Hz)")
+    fmax: float | None = setting(None, "highest mel frequency (Hz; default: sr / 2)")
+    window_s: float = setting(3.0, "window length in seconds")
+    max_duration: float = setting(1800.0, "longest song decoded (seconds); a longer one is skipped")
 
     @property
     def window_frames(self) -> int:
@@ -44,12 +60,44 @@ class FactorConfig(Config):
     Preference p_ui = 1[r_ui > 0]; L2 regularisation lambda on both factor matrices.
     """
 
-    factors: int = 32
-    regularization: float = 0.1
-    alpha: float = 2.0
-    eps: float = 1.0
-    iterations: int = 20
-    test_fraction: float = 0.2
-    valid_fraction: float = 0.1
-    normalize: bool = False
-    random_state: int = 0
+    factors: int = setting(32, "WMF latent factors")
+    regularization: float = setting(0.1, "WMF L2 regularisation")
+    alpha: float = setting(2.0, "confidence 1 + alpha*log(1 + plays/eps)")
+    eps: float = setting(1.0, "plays scale eps of the confidence")
+    iterations: int = setting(20, "ALS iterations")
+    test_fraction: float = setting(0.2, "songs held out for cold-start evaluation")
+    valid_fraction: float = setting(0.1, "songs held out for early stopping")
+    normalize: bool = setting(False, "unit-normalise song factors (Spotify 2014)")
+    random_state: int = setting(0, "random seed of the song split and of ALS", flag="seed")
+
+
+@dataclass
+class TrainConfig(Config):
+    """The content CNN's training (:func:`audiovis.train.train`)."""
+
+    preset: str = setting("small", "model size", choices=("small", "paper"))     # audiovis.model.PRESETS
+    epochs: int = setting(60, "training epochs")
+    steps_per_epoch: int = setting(60, "batches per epoch")
+    batch_size: int = setting(64, "crops per batch")
+    lr: float = setting(1e-3, "learning rate (AdamW)")
+    weight_decay: float = setting(1e-2, "AdamW weight decay")
+    patience: int = setting(10, "stop after this many epochs without a better validation MSE")
+    lr_decay: float = setting(0.3, "multiply the learning rate by this after lr-patience epochs without "
+                                   "improvement (1 keeps it constant)")
+    lr_patience: int = setting(3, "epochs without improvement before the learning rate decays")
+    seed: int = setting(0, "random seed of training")
+    device: str = setting("auto", "'auto' (CUDA when present), 'cpu' or 'cuda'")
+    num_threads: int = setting(0, "torch CPU threads; 0 = all cores")
+    mixup: float = setting(0.0, "Beta(a, a) mixing of two crops in the power domain, targets mixed alike; 0 = off")
+    gain_db: float = setting(6.0, "random gain of +-gain-db per crop")
+    spec_masks: int = setting(2, "SpecAugment: this many frequency (<= 12 bins) and time (<= 12 frames) masks "
+                                 "per crop")
+
+
+@dataclass
+class IndexConfig(Config):
+    """The unit activation index (:func:`audiovis.index.build_index`)."""
+
+    k: int = setting(20, "clips kept per unit in the index")
+    batch_windows: int = setting(256, "windows per batch through the model")
+    checkpoint_every: int = setting(20, "batches between resumable state saves")

@@ -12,12 +12,8 @@ Examples
 """
 from __future__ import annotations
 
-import io
-import json
 import os
-import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -26,295 +22,12 @@ from . import clips as _clips
 from .activations import Recorder
 from .errors import ParameterError, WorkspaceError
 from .index import UnitIndex
+from .labels import DISSECTION_FILE, clip_labels, concept_at, load_dissection, text_matches  # noqa: F401
+from .pictures import render_clip, render_song
 from .units import Unit, parse_unit
 from .workspace import Workspace
 
 SORT_KEYS = ("strength", "selectivity", "sparsity", "label", "unit")
-DISSECTION_FILE = "dissection.json"
-
-
-# ----------------------------------------------------------------------------- labels and search
-def load_dissection(ws: Workspace) -> dict[str, list[dict]]:
-    """Unit labels from ``WS/index/dissection.json``: {unit: [{concept, score, detector}, ... best first]}.
-
-    Returns an empty dict when the file is missing or unreadable (labels are optional).
-    """
-    p = ws.index_dir / DISSECTION_FILE
-    if not p.exists():
-        return {}
-    try:
-        d = json.loads(p.read_text())
-        units = d.get("units", {}) if isinstance(d, dict) else {}
-        return {str(u): [x for x in v if isinstance(x, dict) and "concept" in x]
-                for u, v in units.items() if isinstance(v, list)}
-    except (OSError, ValueError):
-        return {}
-
-
-def _tokens(text: str) -> list[str]:
-    return [t for t in re.split(r"[^0-9a-z]+", str(text).lower()) if t]
-
-
-def _token_match(q: str, t: str) -> bool:
-    """Loose word match: equal, one a prefix of the other, or a shared stem ('distorted' ~ 'distortion')."""
-    if q.isdigit() or t.isdigit():
-        return q == t
-    if t.startswith(q) or (len(q) >= 3 and q in t) or (q.startswith(t) and len(t) >= 3):
-        return True
-    n = 0
-    for a, b in zip(q, t):
-        if a != b:
-            break
-        n += 1
-    return n >= 5 or (n >= 4 and n >= min(len(q), len(t)) - 2)
-
-
-def text_matches(query: str, texts: list[str]) -> bool:
-    """True when every word of ``query`` loosely matches a word of one of ``texts`` (case, '_', '=' ignored).
-
-    >>> text_matches("distorted guitar", ["lead=distortion_guitar"])
-    True
-    """
-    q = _tokens(query)
-    if not q:
-        return True
-    words = [w for t in texts for w in _tokens(t)]
-    return all(any(_token_match(qt, w) for w in words) for qt in q)
-
-
-def concept_at(segments: list[dict], start_s: float, end_s: float) -> str | None:
-    """The value of a time-varying concept over ``[start_s, end_s]``: the segment with the largest overlap
-    (segments of one concept of one song: dicts with start_s, end_s, value)."""
-    best, best_ov = None, 0.0
-    for s in segments:
-        ov = min(end_s, s["end_s"]) - max(start_s, s["start_s"])
-        if ov > best_ov:
-            best, best_ov = s["value"], ov
-    return best
-
-
-def clip_labels(song_labels: dict[str, str], song_segments: list[dict], start_s: float,
-                end_s: float) -> dict[str, str]:
-    """Ground truth of a clip: song-level labels, with time-varying concepts taken from the segments over the
-    clip's span. A clip that straddles a change (the lead entering) gets ``'none→flute'``."""
-    out = dict(song_labels)
-    by_concept: dict[str, list[dict]] = {}
-    for s in song_segments:
-        by_concept.setdefault(s["concept"], []).append(s)
-    for c, segs in by_concept.items():
-        vals = []
-        for s in sorted(segs, key=lambda s: s["start_s"]):
-            ov = min(end_s, s["end_s"]) - max(start_s, s["start_s"])
-            if ov > 0.25 * min(end_s - start_s, 1.0) and (not vals or vals[-1] != s["value"]):
-                vals.append(s["value"])
-        if not vals:
-            v = concept_at(segs, start_s, end_s)
-            vals = [v] if v is not None else []
-        if vals:
-            out[c] = "→".join(vals)
-    return out
-
-
-# ----------------------------------------------------------------------------- rendering
-@lru_cache(maxsize=1)
-def _cmap():
-    import matplotlib
-    return matplotlib.colormaps["magma"]
-
-
-def _new_fig(w_in: float, h_in: float, dpi: int):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(w_in, h_in), dpi=dpi)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
-
-
-@lru_cache(maxsize=1)
-def _lut() -> np.ndarray:
-    import matplotlib
-    return (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-
-
-def render_clip(S: np.ndarray, t0: float, hop_s: float, times: np.ndarray, curve: np.ndarray,
-                peak_s: float | None, scale: float, px_per_frame: int = 3, px_per_mel: int = 1,
-                fmt: str = "jpeg", quality: int = 85) -> bytes:
-    """Log-mel spectrogram with a unit's activation over time drawn on it; the peak is marked.
-
-    Drawn directly with numpy and Pillow (a few ms; matplotlib takes ~60 ms a picture).
-
-    Parameters
-    ----------
-    S : np.ndarray [shape=(n_mels, t)]   log-mel dB of the span, first frame at ``t0`` seconds
-    times, curve : np.ndarray [shape=(m,)]   activation over time (song seconds)
-    peak_s : float or None   time of the peak to mark (white dashed line and triangle)
-    scale : float   activation drawn at 92 % of the height (the unit's maximum over the whole catalogue, so
-        clips of one unit are comparable)
-    fmt : str   'jpeg' (compact) or 'png'
-
-    Returns
-    -------
-    image : bytes   ``px_per_frame * t`` x ``px_per_mel * n_mels + 13`` pixels (a time axis below)
-    """
-    from PIL import Image, ImageDraw
-    if fmt not in ("jpeg", "png"):
-        raise ParameterError(f"image format {fmt!r} is not 'jpeg' or 'png'")
-    _n_mels, t = S.shape
-    vmax = float(np.max(S)) if S.size else 0.0
-    idx = np.clip((S - (vmax - 80.0)) * (255.0 / 80.0), 0, 255).astype(np.uint8)
-    rgb = _lut()[idx[::-1]]                                   # (n_mels, t, 3), low bins at the bottom
-    rgb = np.repeat(np.repeat(rgb, px_per_mel, 0), px_per_frame, 1)
-    H, W = rgb.shape[:2]
-    axis_h = 13
-    canvas = np.full((H + axis_h, W, 3), 255, np.uint8)
-    canvas[:H] = rgb
-    im = Image.fromarray(canvas)
-    dr = ImageDraw.Draw(im)
-
-    def xs(tt):
-        return (np.asarray(tt, dtype=np.float64) - t0) / hop_s * px_per_frame
-
-    if len(curve):
-        y = H - 1 - np.clip(np.asarray(curve, np.float32) / max(scale, 1e-6), 0, 1.05) * (0.92 * H)
-        x = xs(times)
-        mid = (x[1:] + x[:-1]) / 2                            # a step per value, as the layer sees time
-        xl = np.concatenate([[x[0]], mid])
-        xr = np.concatenate([mid, [x[-1]]])
-        pts = np.stack([np.stack([xl, y], 1), np.stack([xr, y], 1)], 1).reshape(-1, 2)
-        pts = [tuple(p) for p in pts.tolist()]
-        dr.line(pts, fill=(0, 0, 0), width=4)
-        dr.line(pts, fill=(62, 240, 255), width=2)
-    if peak_s is not None:
-        px = float(xs(peak_s))
-        for y0 in range(0, H, 8):
-            dr.line([(px, y0), (px, min(y0 + 4, H - 1))], fill=(255, 255, 255), width=1)
-        dr.polygon([(px - 5, 0), (px + 5, 0), (px, 8)], fill=(255, 255, 255), outline=(0, 0, 0))
-    t1 = t0 + t * hop_s
-    span = t1 - t0
-    step = 0.5 if span <= 4 else 1.0 if span <= 10 else 2.0 if span <= 30 else 10.0
-    tick = np.ceil(t0 / step) * step
-    while tick <= t1 + 1e-9:
-        px = float(xs(tick))
-        dr.line([(px, H), (px, H + 3)], fill=(0, 0, 0))
-        dr.text((min(max(px - 6, 0), W - 24), H + 2), f"{tick:g}", fill=(0, 0, 0))
-        tick += step
-    buf = io.BytesIO()
-    if fmt == "png":
-        im.save(buf, format="PNG")
-    else:
-        im.save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
-
-
-def render_histogram(hist, edges, width: int = 288, height: int = 135) -> bytes:
-    """Activation histogram over all windows, bars on a log count axis (``log(1 + count)``), as a PNG.
-
-    Drawn with numpy and Pillow in a few ms: matplotlib took 0.1-1.5 s a picture and holds the GIL all along,
-    so concurrent visitors' unit views queued behind each other's histograms (bench/bench_sessions.py).
-
-    Parameters
-    ----------
-    hist : np.ndarray [shape=(n_bins,)]   window counts
-    edges : np.ndarray [shape=(n_bins + 1,)]   bin edges (activation)
-    width, height : int   pixels
-    """
-    from PIL import Image, ImageDraw
-    hist = np.asarray(hist, dtype=np.float64)
-    edges = np.asarray(edges, dtype=np.float64)
-    if hist.ndim != 1 or edges.shape != (len(hist) + 1,):
-        raise ParameterError(f"histogram needs n counts and n + 1 edges, got {hist.shape} and {edges.shape}")
-    im = Image.new("RGB", (int(width), int(height)), (255, 255, 255))
-    dr = ImageDraw.Draw(im)
-    left, right, top, bottom = 34, int(width) - 8, 6, int(height) - 30       # plot area
-    dr.line([(left, top), (left, bottom), (right, bottom)], fill=(0, 0, 0))
-    lo, hi = float(edges[0]), float(edges[-1])
-    span = hi - lo if hi > lo else 1.0
-    hmax = float(np.log1p(hist.max())) if len(hist) and hist.max() > 0 else 1.0
-
-    def x(v):
-        return left + (float(v) - lo) / span * (right - left)
-
-    for c, a, b in zip(hist, edges[:-1], edges[1:]):
-        if c > 0:
-            y = bottom - np.log1p(c) / hmax * (bottom - top)
-            dr.rectangle([x(a), y, max(x(b) - 1, x(a)), bottom - 1], fill=(76, 120, 168))
-    for v in (lo, 0.0, hi) if lo < 0 < hi else (lo, hi):                  # x ticks
-        px = x(v)
-        dr.line([(px, bottom), (px, bottom + 3)], fill=(0, 0, 0))
-        label = f"{v:.2g}"
-        dr.text((min(max(px - 3 * len(label), 0), width - 6 * len(label)), bottom + 4), label, fill=(0, 0, 0))
-    n_max = int(hist.max()) if len(hist) else 0
-    for c in sorted({0, 1, 10, 100, 1000, 10000, 100000, 1000000, n_max}):                 # y ticks (log)
-        if c > n_max:
-            continue
-        py = bottom - np.log1p(c) / hmax * (bottom - top)
-        dr.line([(left - 3, py), (left, py)], fill=(0, 0, 0))
-        label = f"{c:,}" if c < 10000 else f"{c:.0e}".replace("+0", "")
-        dr.text((max(left - 4 - 6 * len(label), 0), py - 5), label, fill=(0, 0, 0))
-    dr.text((left, int(height) - 13), "activation (max over a 3 s window); windows, log", fill=(60, 60, 60))
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def render_heatmap(hm: HeatMap, width: float = 11.0, dpi: int = 80, max_units: int = 256) -> bytes:
-    """Concept values (rows) x units (columns); colour = z-score of the unit's mean activation."""
-    Z = hm.z[:max_units].T                                   # (n_columns, n_units)
-    rows = len(hm.columns)
-    fig = _new_fig(width, 0.9 + 0.16 * rows, dpi)
-    ax = fig.add_axes((0.16, 0.7 / (0.9 + 0.16 * rows), 0.78, (0.16 * rows) / (0.9 + 0.16 * rows)))
-    lim = max(float(np.nanmax(np.abs(Z))) if Z.size else 1.0, 1e-6)
-    im = ax.imshow(Z, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    ax.set_yticks(range(rows))
-    ax.set_yticklabels(hm.columns, fontsize=7)
-    n = Z.shape[1]
-    step = max(1, n // 32)
-    ax.set_xticks(range(0, n, step))
-    ax.set_xticklabels([str(i) for i in range(0, n, step)], fontsize=7)
-    ax.set_xlabel(f"{hm.layer} unit", fontsize=8, labelpad=1)
-    cax = fig.add_axes((0.955, 0.7 / (0.9 + 0.16 * rows), 0.012, (0.16 * rows) / (0.9 + 0.16 * rows)))
-    fig.colorbar(im, cax=cax).ax.tick_params(labelsize=6)
-    return _png(fig)
-
-
-def render_song(S: np.ndarray, hop_s: float, curves: list[tuple[str, np.ndarray, np.ndarray, float]],
-                segments: list[dict] | None = None, width: float = 11.0, dpi: int = 80) -> bytes:
-    """A song's spectrogram above the activation curves of its most active units (each scaled by its
-    catalogue-wide maximum)."""
-    import matplotlib
-    n_mels, t = S.shape
-    dur = t * hop_s
-    fig = _new_fig(width, 3.6, dpi)
-    ax = fig.add_axes((0.05, 0.47, 0.93, 0.5))
-    vmax = float(np.max(S)) if S.size else 0.0
-    ax.imshow(S, origin="lower", aspect="auto", cmap=_cmap(), vmin=vmax - 80, vmax=vmax, interpolation="nearest",
-              extent=(0, dur, 0, n_mels))
-    ax.set_yticks([])
-    ax.set_ylabel("mel", fontsize=8)
-    ax.tick_params(labelsize=7, labelbottom=False)
-    for s in segments or []:
-        if s["start_s"] > 0:
-            ax.axvline(s["start_s"], color="white", lw=1, ls=":")
-        ax.text(s["start_s"] + 0.1, n_mels * 0.9, f"{s['concept']}={s['value']}", color="white", fontsize=7)
-    ax2 = fig.add_axes((0.05, 0.1, 0.93, 0.35), sharex=ax)
-    colors = matplotlib.colormaps["tab10"].colors
-    for i, (name, times, curve, scale) in enumerate(curves):
-        ax2.plot(times, np.asarray(curve) / max(scale, 1e-6), color=colors[i % 10], lw=1.4, label=name,
-                 drawstyle="steps-mid")
-    ax2.set_xlim(0, dur)
-    ax2.set_ylim(bottom=0)
-    ax2.tick_params(labelsize=7)
-    ax2.set_xlabel("time (s)", fontsize=8, labelpad=1)
-    ax2.set_ylabel("act. / max", fontsize=8)
-    if curves:
-        ax2.legend(fontsize=7, loc="upper right", ncol=min(len(curves), 5), framealpha=0.7)
-    return _png(fig)
 
 
 # ----------------------------------------------------------------------------- data classes
@@ -553,7 +266,8 @@ class Explorer:
 
     def clip_picture(self, unit: str | Unit, row: ClipView, scale: float | None = None,
                      curve: tuple[np.ndarray, np.ndarray] | None = None) -> bytes:
-        """JPEG: the clip's log-mel with the unit's activation over time and the peak (see :func:`render_clip`)."""
+        """JPEG: the clip's log-mel with the unit's activation over time and the peak
+        (:func:`audiovis.pictures.render_clip`)."""
         u = self.parse(unit)
         if scale is None:
             scale = max(self.index.stats(u)["max"], 1e-6)
@@ -699,6 +413,7 @@ class Explorer:
         return None
 
     def song_picture(self, view: dict) -> bytes:
+        """PNG of a :meth:`song_view` (:func:`audiovis.pictures.render_song`)."""
         return render_song(view["S"], self.hop_s, view["curves"], view["segments"])
 
     def song_audio(self, song_idx: int, fmt: str = "ogg", max_s: float = 600.0) -> _clips.Clip:

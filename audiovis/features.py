@@ -14,7 +14,6 @@ import numpy as np
 from . import audio
 from .config import FeatureConfig
 from .errors import AudioError, ParameterError, WorkspaceError
-from .workers import run_shared, spawn_without_main, worker_init, worker_ready  # noqa: F401
 from .workspace import Workspace, atomic_path, save_json, save_npy
 
 
@@ -30,18 +29,35 @@ def _mel_to_hz(m):
     return np.where(m >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (m - 15.0)), m * (200.0 / 3))
 
 
+def _mel_points(n_mels: int, sr: int, fmin: float, fmax: float | None) -> np.ndarray:
+    """``n_mels + 2`` frequencies in Hz equally spaced on the slaney mel scale: the filters' edges and apexes."""
+    fmax = sr / 2 if fmax is None else fmax
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+
+
+def mel_frequencies(n_mels: int = 128, sr: int = 22050, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
+    """Centre frequency in Hz of each band of :func:`mel_basis` [shape=(n_mels,)] (where its triangle peaks).
+
+    The one mel scale of audiovis: filter responses, spectrogram axes and descriptors all label bins with it
+    (``librosa.mel_frequencies(n_mels + 2, htk=False)[1:-1]``).
+    """
+    return _mel_points(n_mels, sr, fmin, fmax)[1:-1]
+
+
 @lru_cache(maxsize=8)
 def mel_basis(sr: int = 22050, n_fft: int = 1024, n_mels: int = 128, fmin: float = 0.0,
               fmax: float | None = None) -> np.ndarray:
     """Slaney-normalised triangular mel filters on the slaney mel scale (``librosa.filters.mel``'s defaults).
 
+    The front end's filterbank, and the only one in audiovis: dreams invert it (:func:`mel_pinv`), auralisation
+    maps relevance back to linear frequency through it, and :func:`mel_frequencies` gives its centres.
+
     Returns
     -------
     M : np.ndarray [shape=(n_mels, 1 + n_fft // 2), dtype=float32]  (read-only, cached)
     """
-    fmax = sr / 2 if fmax is None else fmax
     fft_f = np.linspace(0, sr / 2, 1 + n_fft // 2)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    mel_f = _mel_points(n_mels, sr, fmin, fmax)
     fdiff = np.diff(mel_f)
     ramps = mel_f[:, None] - fft_f[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]
@@ -50,6 +66,16 @@ def mel_basis(sr: int = 22050, n_fft: int = 1024, n_mels: int = 128, fmin: float
     w = w.astype(np.float32)
     w.flags.writeable = False
     return w
+
+
+@lru_cache(maxsize=8)
+def mel_pinv(sr: int = 22050, n_fft: int = 1024, n_mels: int = 128, fmin: float = 0.0,
+             fmax: float | None = None) -> np.ndarray:
+    """Moore-Penrose pseudo-inverse of :func:`mel_basis` [shape=(1 + n_fft // 2, n_mels), dtype=float32]
+    (computed in float64; read-only, cached): mel power -> the least-norm linear power spectrum."""
+    P = np.linalg.pinv(mel_basis(sr, n_fft, n_mels, fmin, fmax).astype(np.float64)).astype(np.float32)
+    P.flags.writeable = False
+    return P
 
 
 @lru_cache(maxsize=8)
@@ -146,13 +172,28 @@ def song_logmel(path: str | os.PathLike, cfg: FeatureConfig | None = None, on_wa
     return S.T.astype(np.float16)
 
 
-def featurize_many(items: list) -> list:
-    return [featurize_one(item) for item in items]
+def worker_init() -> None:
+    """Start-up of a process that featurizes songs (a pool worker, a Ray task): one BLAS thread (the other
+    processes use the other cores), and the imports of decoding and log-mel done now (~0.3 s), not in the first
+    song."""
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
+    import scipy.fft  # noqa: F401
+    import soxr  # noqa: F401
 
 
 def _warnings_path(out: str) -> str:
     """Messages of a song that was featurized with warnings, next to its cache file: ``cache/IDX.warn.txt``."""
     return out[:-len(".npy")] + ".warn.txt" if out.endswith(".npy") else out + ".warn.txt"
+
+
+def featurize_serial(todo: list):
+    """The default runner of :func:`featurize`: every song in this process, in order."""
+    for item in todo:
+        yield featurize_one(item)
 
 
 def featurize_one(args):
@@ -201,8 +242,8 @@ def _retire(cache: Path) -> threading.Thread | None:
     return t
 
 
-def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | None = None, n_jobs: int | None = None,
-              force: bool = False, progress: bool = True, runner=None) -> dict:
+def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | None = None, force: bool = False,
+              progress: bool = True, runner=None) -> dict:
     """Compute log-mel features of every song into ``features/`` (resumable: finished songs are kept).
 
     Writes ``logmel.npy`` [shape=(total_frames, n_mels), float16], ``offsets.npy`` [shape=(n_songs + 1,)] (song
@@ -212,10 +253,10 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
     Problems go to the workspace report (stage ``featurize``): a song that cannot be used is skipped with the
     reason; a truncated file that decodes in part is kept, with a warning saying how much decoded.
 
-    ``n_jobs``: songs decoded at once, by this process and ``n_jobs - 1`` spawned workers (default: the number
-    of cores, at most 8), which end with this process however it ends, ``kill -9`` included
-    (:mod:`audiovis.workers`). ``runner`` (used by :mod:`audiovis.engines`): a callable taking the list of
-    ``featurize_one`` items and yielding ``(idx, error or None)`` as songs finish, instead.
+    ``runner``: who computes the songs, a callable taking the list of :func:`featurize_one` items (longest song
+    first) and yielding ``(idx, error or None)`` as songs finish; by default this process, one song after the
+    other. The engines pass theirs (:func:`audiovis.engines.featurize`: the local engine's process pool, Ray
+    tasks); this function does the rest (what to compute, the report, the consolidation).
     """
     from tqdm.auto import tqdm
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
@@ -234,7 +275,6 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
             for s in songs if stale or not (cache / f"{s['idx']}.npy").exists()]
     # longest first: the pool ends on short songs, so no core waits long for the last one
     todo.sort(key=lambda item: -(songs[item[0]]["duration"] or 0.0))
-    n_jobs = n_jobs or min(os.cpu_count() or 1, 8)
     with ws.db:
         ws.db.execute("DELETE FROM report WHERE stage='featurize'")
         ws.db.execute("UPDATE songs SET status='ok', reason=NULL WHERE status='failed'")
@@ -243,23 +283,15 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
     failed: dict[int, str] = {}
     bar = tqdm(total=len(songs), initial=len(songs) - len(todo), desc="featurize", unit="song",
                disable=not progress)
-
-    def on_result(idx, err):
-        if err:
-            failed[idx] = err
-        bar.update()
-
-    if runner is not None:
-        for idx, err in runner(todo):
-            on_result(idx, err)
-    else:
-        finished: set[int] = set()
-        if n_jobs > 1 and len(todo) > 4:
-            finished = run_shared(todo, n_jobs, on_result)
-        for item in todo:                        # serial path, or what a broken pool left undone
-            if item[0] not in finished:
-                on_result(*featurize_one(item))
-    bar.close()
+    results = (runner or featurize_serial)(todo)
+    try:
+        for idx, err in results:
+            if err:
+                failed[idx] = err
+            bar.update()
+    finally:                                     # a runner's workers stop now, even on Ctrl-C
+        getattr(results, "close", lambda: None)()
+        bar.close()
     # songs that failed in an earlier, interrupted run have no cache file: they are in todo and failed again
     summary, lengths = _consolidate(ws, songs, cfg)
     notes = _song_warnings(cache, lengths)
@@ -359,7 +391,8 @@ class FeatureStore:
     windows : np.ndarray [shape=(n_windows, 2)]  (song index, first frame)
     """
 
-    def __init__(self, ws: Workspace):
+    def __init__(self, ws: str | os.PathLike | Workspace):
+        ws = ws if isinstance(ws, Workspace) else Workspace(ws)
         ws.require("featurize")
         d = ws.features_dir
         import json
@@ -394,3 +427,44 @@ class FeatureStore:
         """Indices of a song's windows (into ``windows``)."""
         lo, hi = np.searchsorted(self.windows[:, 0], [idx, idx + 1])
         return np.arange(lo, hi)
+
+
+# --------------------------------------------------------------------------- one file (cold start, the Ray embed)
+def song_frames(path: str | os.PathLike, fcfg: FeatureConfig, name: str | None = None,
+                max_duration: float | None = None, on_warning=None) -> np.ndarray:
+    """Decode and featurize one file exactly as the catalogue was [shape=(t, n_mels), float16].
+
+    ``name`` is quoted in messages instead of ``path`` (an upload's own file name); ``on_warning(message)``
+    receives what was kept in part (a truncated file). Any decoder failure is an ``AudioError`` naming the file.
+    """
+    from .errors import AudiovisError
+    path = Path(path)
+
+    def named(msg: str) -> str:
+        return msg.replace(str(path), name) if name else msg
+
+    cfg = FeatureConfig.from_dict({**fcfg.to_dict(), "max_duration": max_duration or fcfg.max_duration})
+    note = None if on_warning is None else (lambda m: on_warning(named(m)))
+    try:
+        return song_logmel(path, cfg, on_warning=note)
+    except AudioError as e:
+        raise AudioError(named(str(e))) from None
+    except AudiovisError:
+        raise
+    except Exception as e:  # noqa: BLE001  a decoder crash on a corrupt file must still name the file
+        raise AudioError(f"'{name or path}': cannot decode ({type(e).__name__}: {e}); the file may be corrupt") \
+            from None
+
+
+def frame_windows(frames: np.ndarray, window_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Consecutive non-overlapping windows, as ``featurize`` cuts them.
+
+    Returns
+    -------
+    starts : np.ndarray [shape=(n,), int64]   first frame of each window
+    x : np.ndarray [shape=(n, n_mels, window_frames), float32]
+    """
+    starts = np.arange(0, frames.shape[0] - window_frames + 1, window_frames, dtype=np.int64)
+    x = np.stack([np.asarray(frames[s:s + window_frames], dtype=np.float32).T for s in starts]) if len(starts) \
+        else np.zeros((0, frames.shape[1], window_frames), np.float32)
+    return starts, x

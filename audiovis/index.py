@@ -4,32 +4,29 @@ A window's activation for a unit is its maximum over time inside the window (con
 and output units). Top and bottom lists hold at most one window per song (each song's best, or least, window),
 so a unit's playlist is k different songs, as in Dieleman's playlists. Memory is bounded by units x k plus one
 batch; per-window activations stream to ``index/acts.npy`` [shape=(n_windows, n_units), float16] on disk.
+
+This module is the one path from recorded layer outputs to the index: :func:`reduce_windows` (window to unit
+activations: the build, cold-start queries and added songs), :func:`reduce_batch` (each song's best and least
+window, running sums), :func:`merge_states` (the Ray engine's combine), :func:`unit_statistics` and
+:func:`merge_unit_data` (songs added later, :mod:`audiovis.append`).
 """
 from __future__ import annotations
 
 import json
 import mmap
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .activations import Recorder
-from .config import Config
+from .config import IndexConfig
 from .features import FeatureStore
 from .units import Unit, layer_sizes, parse_unit
 from .workspace import Workspace, save_json, save_npy, save_npz
 
 N_BINS = 32
-
-
-@dataclass
-class IndexConfig(Config):
-    k: int = 20
-    batch_windows: int = 256
-    checkpoint_every: int = 20   # batches between resumable state saves
 
 
 def window_activations(model, x: torch.Tensor, layers: dict[str, int], hop_s: float):
@@ -111,7 +108,7 @@ def reduce_batch(st: dict, A: np.ndarray, P: np.ndarray, widx: np.ndarray, songs
     widx : np.ndarray [shape=(b,)]           window indices; a song's windows are never split between batches
     songs_b : np.ndarray [shape=(b,)]        song of each window (sorted)
     """
-    st["sum"] += A.sum(0)
+    st["sum"] += A.sum(0, dtype=np.float64)
     st["sumsq"] += (A.astype(np.float64) ** 2).sum(0)
     st["silent"] += (A <= 0).sum(0)
     st["vmin"] = np.minimum(st["vmin"], A.min(0))
@@ -139,6 +136,55 @@ def merge_states(a: dict, b: dict, k: int) -> dict:
     for largest, pre in ((True, "top"), (False, "bot")):
         out[f"{pre}_v"], out[f"{pre}_w"], out[f"{pre}_p"] = merge_topk(
             a[f"{pre}_v"], a[f"{pre}_w"], a[f"{pre}_p"], b[f"{pre}_v"], b[f"{pre}_w"], b[f"{pre}_p"], k, largest)
+    return out
+
+
+def unit_statistics(st: dict, n: int) -> dict:
+    """The per-unit statistics of ``units.npz`` from a unit state over ``n`` windows: mean, std, sparsity, and
+    strength (mean of the top-k) and selectivity (strength as a z-score)."""
+    n = max(n, 1)
+    mean = st["sum"] / n
+    std = np.sqrt(np.maximum(st["sumsq"] / n - mean ** 2, 0))
+    strength = np.nanmean(np.where(st["top_w"] >= 0, st["top_v"], np.nan), 1)
+    return {"mean": mean, "std": std, "sparsity": st["silent"] / n, "strength": strength,
+            "selectivity": (strength - mean) / np.maximum(std, 1e-6)}
+
+
+def unit_state_of(d: dict, n: int) -> dict:
+    """The unit state that ``units.npz`` arrays ``d`` over ``n`` windows summarise (the inverse of
+    :func:`unit_statistics`; ``vmin``/``vmax`` are the overall extremes, ``vmin_all``/``vmax_all`` once songs were
+    added)."""
+    st = {key: np.array(d[key], copy=True) for key in ("top_v", "top_w", "top_p", "bot_v", "bot_w", "bot_p")}
+    st.update(sum=d["mean"] * n, sumsq=(d["std"] ** 2 + d["mean"] ** 2) * n, silent=np.round(d["sparsity"] * n),
+              vmin=np.array(d.get("vmin_all", d["vmin"]), copy=True),
+              vmax=np.array(d.get("vmax_all", d["vmax"]), copy=True))
+    return st
+
+
+def merge_unit_data(d: dict, n_old: int, A: np.ndarray, P: np.ndarray, widx: np.ndarray, songs: np.ndarray,
+                    k: int) -> dict:
+    """Fold new songs' windows into a unit index's ``units.npz`` arrays (returns new arrays; ``add``).
+
+    The same reduction as the index build (:func:`reduce_batch`: each new song's best and least window per unit
+    merged into the top/bottom-k lists, exact running sums). Histograms keep their bin edges (``vmin``/``vmax``
+    of the build are left as they are): new values outside them are clipped into the end bins; the exact
+    extremes are kept as ``vmin_all``/``vmax_all``.
+
+    Parameters
+    ----------
+    d : dict   the arrays of ``units.npz``
+    n_old : int   windows already counted in ``d``
+    A, P : np.ndarray [shape=(m, U)]   activations and peak times of the new windows (:func:`reduce_windows`)
+    widx : np.ndarray [shape=(m,)]   their global window indices
+    songs : np.ndarray [shape=(m,)]   their song indices (sorted, consecutive per song)
+    """
+    st = unit_state_of(d, n_old)
+    reduce_batch(st, A, P, widx, songs, k)
+    out = {key: np.array(v, copy=True) for key, v in d.items()}
+    out.update({key: st[key] for key in ("top_v", "top_w", "top_p", "bot_v", "bot_w", "bot_p")})
+    out.update(unit_statistics(st, n_old + len(A)))
+    out["vmin_all"], out["vmax_all"] = st["vmin"], st["vmax"]
+    out["hist"] = d["hist"] + window_histograms(A, *histogram_edges(d["vmin"], d["vmax"]))
     return out
 
 
@@ -259,19 +305,13 @@ def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int
                  partial_acts, state_path, hist: np.ndarray | None = None) -> dict:
     """Final statistics and artifacts from a complete unit state (both engines); ``hist`` computed if None."""
     d, k = ws.index_dir, cfg.k
-    n = max(nW, 1)
-    mean = st["sum"] / n
-    std = np.sqrt(np.maximum(st["sumsq"] / n - mean ** 2, 0))
     if hist is None:  # histograms over all windows, one chunked pass over the on-disk activations
         A_all = np.load(partial_acts, mmap_mode="r")
         hist = window_histograms(A_all, *histogram_edges(st["vmin"], st["vmax"]))
         del A_all
-    top_mean = np.where(st["top_w"] >= 0, st["top_v"], np.nan)
-    strength = np.nanmean(top_mean, 1)
-    selectivity = (strength - mean) / np.maximum(std, 1e-6)
     save_npz(d / "units.npz", top_v=st["top_v"], top_w=st["top_w"], top_p=st["top_p"], bot_v=st["bot_v"],
-             bot_w=st["bot_w"], bot_p=st["bot_p"], mean=mean, std=std, sparsity=st["silent"] / n,
-             vmin=st["vmin"], vmax=st["vmax"], hist=hist, strength=strength, selectivity=selectivity)
+             bot_w=st["bot_w"], bot_p=st["bot_p"], **unit_statistics(st, nW), vmin=st["vmin"], vmax=st["vmax"],
+             hist=hist)
     save_npy(d / "song_factors_pred.npy", song_pred.astype(np.float32))
     save_json(d / "layers.json", {"layers": layers, "k": k, "n_windows": nW})
     os.replace(partial_acts, d / "acts.npy")
@@ -284,13 +324,19 @@ def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int
 class UnitIndex:
     """Read access to a workspace's unit index (what the page and the CLI use).
 
+    Parameters
+    ----------
+    workspace : str, Path or Workspace
+        Needs the ``index`` stage.
+
     Attributes
     ----------
     layers : dict[str, int]   layer name -> number of units, in forward order
     acts : np.memmap [shape=(n_windows, n_units), float16]   per-window activation of every unit
     """
 
-    def __init__(self, ws: Workspace):
+    def __init__(self, workspace: str | os.PathLike | Workspace):
+        ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         ws.require("index")
         self.ws = ws
         d = ws.index_dir

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from .catalog import ingest
 from .config import FactorConfig, FeatureConfig
+from .engines import featurize
 from .evaluate import evaluate
 from .factors import factorize
-from .features import featurize
 from .index import IndexConfig, build_index
 from .train import TrainConfig, train
 from .workspace import Workspace

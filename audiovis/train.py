@@ -5,38 +5,18 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .config import Config
+from .config import TrainConfig
 from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
 from .model import PRESETS, AudioCNN, ModelConfig, load_checkpoint, save_checkpoint
 from .workspace import Workspace
-
-
-@dataclass
-class TrainConfig(Config):
-    preset: str = "small"
-    epochs: int = 60
-    steps_per_epoch: int = 60
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    patience: int = 10        # stop after this many epochs without a better validation MSE
-    lr_decay: float = 0.3     # multiply the learning rate by this after lr_patience epochs without improvement
-    lr_patience: int = 3      # (ReduceLROnPlateau); lr_decay = 1 keeps the rate constant
-    seed: int = 0
-    device: str = "auto"      # 'auto' uses CUDA when present
-    num_threads: int = 0      # torch CPU threads; 0 = all cores
-    mixup: float = 0.0        # Beta(a, a) mixing of two crops in the power domain, targets mixed alike; 0 = off
-    gain_db: float = 6.0      # random gain of +-gain_db per crop
-    spec_masks: int = 2       # SpecAugment: this many frequency (<= 12 bins) and time (<= 12 frames) masks per crop
 
 
 def pick_device(name: str = "auto") -> torch.device:

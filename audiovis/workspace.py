@@ -14,6 +14,9 @@ never leaves a half-written file behind. A run killed with ``kill -9`` leaves it
 (``.NAME.XXXXXXXX.SUFFIX``, never read as artifacts); :func:`clean_stale_temps` removes them from the folders
 audiovis writes to the first time a process calls :meth:`Workspace.require` on the workspace (every stage
 does, first thing), once they are 10 minutes old and no live writer holds their lock.
+
+This module is storage only: it imports no other audiovis module but :mod:`audiovis.errors`, and knows nothing
+of the stages that fill the workspace or of cold start (:mod:`audiovis.coldstart`, :mod:`audiovis.append`).
 """
 from __future__ import annotations
 
@@ -345,28 +348,6 @@ class Workspace:
     def resolve_audio(self, path: str) -> Path:
         p = Path(path)
         return p if p.is_absolute() else self.path / p
-
-    # ----------------------------------------------------------------- cold start (audiovis.coldstart)
-    def embed(self, files):
-        """Predicted factors of songs nobody has played (mean over windows): an ``Embedding`` for one path, a
-        list for a list; raises ``AudioError`` naming the file. See :mod:`audiovis.coldstart`."""
-        from .coldstart import get_engine
-        eng = get_engine(self)
-        if isinstance(files, (str, os.PathLike)):
-            return eng.embed_file(files)
-        return [eng.embed_file(f) for f in files]
-
-    def recommend(self, file, **kwargs) -> dict:
-        """Similar catalogue songs, likely listeners and most active units of a new song
-        (:meth:`audiovis.coldstart.ColdStart.recommend`)."""
-        from .coldstart import get_engine
-        return get_engine(self).recommend(file, **kwargs)
-
-    def add(self, files, song_ids=None, progress: bool = False) -> dict:
-        """Add songs without retraining; returns {"added": [...], "failed": [...]}
-        (:meth:`audiovis.coldstart.ColdStart.add`)."""
-        from .coldstart import get_engine
-        return get_engine(self).add(files, song_ids=song_ids, progress=progress)
 
     def __repr__(self) -> str:
         return f"Workspace('{self.path}')"

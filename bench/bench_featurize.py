@@ -4,7 +4,7 @@ Makes a mixed library once (re-encoding the demo's samples/audio/*.ogg into WAV,
 Opus at 8, 22.05, 44.1 and 48 kHz, mono and stereo) under --corpus, then times, interleaved over --repeats
 rounds (the machine is shared and noisy, so ratios within a round are what to read):
 
-- audiovis: ``audiovis.features.featurize(ws, n_jobs=2, force=True)`` on an ingested workspace (decode with
+- audiovis: ``audiovis.engines.local.featurize(ws, n_jobs=2, force=True)`` on an ingested workspace (decode with
   soundfile, soxr resampling, numpy/scipy log-mel, this process and one spawned worker, per-song cache files,
   consolidation into one ``logmel.npy``, the catalogue updates);
 - librosa:  ``librosa.load(sr=22050)`` + ``librosa.feature.melspectrogram`` + ``librosa.power_to_db``, one process;
@@ -102,7 +102,8 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-librosa", action="store_true", help="only audiovis and the floor")
     a = ap.parse_args(argv)
     from audiovis.catalog import ingest
-    from audiovis.features import FeatureStore, featurize
+    from audiovis.engines.local import featurize
+    from audiovis.features import FeatureStore
     from audiovis.workspace import Workspace
     root = Path(a.corpus)
     files = make_corpus(root / f"lib{a.songs}", a.songs, Path(a.samples))

@@ -93,8 +93,8 @@ def long_ws(built_ws, tmp_path_factory):
     retraining): the song view of a long song, whose encode once crashed libsndfile and the whole server."""
     import shutil
 
+    from audiovis.append import add_songs
     from audiovis.clips import encode
-    from audiovis.workspace import Workspace
     root = tmp_path_factory.mktemp("long")
     ws = root / "ws"
     shutil.copytree(built_ws[0], ws)
@@ -102,6 +102,6 @@ def long_ws(built_ws, tmp_path_factory):
     y = np.concatenate([synth_song(KINDS[i % 3], 60.0, rng) for i in range(10)])     # 600 s, kinds alternate
     song = root / f"{LONG_ID}.ogg"
     encode(y, SR, "ogg", out=song)
-    out = Workspace(ws).add([song])
+    out = add_songs(ws, [song])
     assert out["added"] and not out["failed"], out
     return ws, song

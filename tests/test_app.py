@@ -148,6 +148,7 @@ def test_layer_and_song_views(monkeypatch, built_ws):
     assert not at.exception and _titles(at)[0].startswith("Unit ")
 
 
+@pytest.mark.slow
 def test_song_view_of_a_ten_minute_song(monkeypatch, long_ws):
     """The song view of a 10-minute song plays the whole song (one Vorbis write of it crashed the server)."""
     import io

@@ -109,3 +109,29 @@ def test_folder_mode_refuses_symlinks_out_of_the_audio_folder(tmp_path):
     s = ingest(ws, root, plays, allow_outside=True, progress=False)
     assert ws.song_ids() == ["far", "innocent", "real"] and s["duplicates"] == 1
     assert "innocent" not in {item for _, item, _ in ws.report("ingest")}
+
+
+def test_ingest_writes_catalogue_report_and_markers_in_one_pass(corpus, tmp_path):
+    """The steps of ingest end to end: files found, checked, deduplicated, plays counted (a duplicate's for the
+    song it copies), the report in order (songs skipped, then the log's rows), later stages' markers cleared."""
+    audio = tmp_path / "audio"
+    shutil.copytree(corpus["audio_dir"], audio)
+    shutil.copy(audio / "song000.wav", audio / "zcopy.wav")
+    (audio / "broken.wav").write_text("not audio")
+    plays = tmp_path / "plays.tsv"
+    plays.write_text(corpus["plays"].read_text() + "userX\tnosuchsong\t3\nuserY\tsong000\t-2\nuserZ\tzcopy\t4\n")
+    ws = Workspace(tmp_path / "ws")
+    s = ingest(ws, audio, plays, labels=corpus["labels"], progress=False)
+    assert (s["songs"], s["songs_skipped"], s["duplicates"], s["labelled_songs"]) == (30, 2, 1, 30)
+    assert s["plays"] == sum(float(r.split("\t")[2]) for r in corpus["plays"].read_text().splitlines()) + 4
+    assert [r["song_id"] for r in ws.songs()] == [f"song{i:03d}" for i in range(30)]
+    items = [item for _, item, _ in ws.report("ingest")]
+    assert items[:2] == ["broken", "zcopy"] and items[2].startswith("plays.tsv (") and items[3] == "plays.tsv"
+    reasons = [reason for _, _, reason in ws.report("ingest")]
+    assert "duplicate of song 'song000'" in reasons[1] and reasons[2] == "negative play count: 1 rows"
+    assert reasons[3].startswith("unknown or unusable song id: 1 user-song pairs (1 songs, e.g. nosuchsong)")
+    uz = ws.db.execute("SELECT p.plays FROM plays p JOIN users u ON u.idx = p.user_idx WHERE u.user_id='userZ'")
+    assert [r[0] for r in uz] == [4.0]                        # zcopy's plays count for song000
+    ws.mark_done("train", {"summary": {}})
+    ingest(ws, audio, plays, labels=corpus["labels"], force=True, progress=False)
+    assert ws.get_meta("done:train") is None and ws.get_meta("done:ingest")["summary"] == s

@@ -51,6 +51,7 @@ def _listen_addresses(port: int) -> set[str]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux /proc")
+@pytest.mark.slow
 def test_serve_sigterm_leaves_no_server(tmp_path):
     port = _free_port()
     marker = f"AUDIOVIS_TEST_MARKER={tmp_path.name}"
@@ -80,3 +81,143 @@ def test_serve_sigterm_leaves_no_server(tmp_path):
     finally:
         for pid in _pids_with_env(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- options generated from the configs
+def _parse(*argv):
+    from audiovis.cli import build_parser
+    return build_parser().parse_args(list(argv))
+
+
+def _help(capsys, *argv) -> str:
+    from audiovis.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def test_a_stage_refuses_the_options_of_other_stages(capsys):
+    from audiovis.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["featurize", "--alpha", "5"])                  # a factorize option: was silently ignored
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "audiovis featurize: error: unrecognized arguments: --alpha 5" in err
+    for argv in (["train", "-k", "3"], ["index", "--epochs", "2"], ["evaluate", "--window-s", "2"],
+                 ["factorize", "--jobs", "2"], ["run", "--audio", "a", "--plays", "p", "--force"]):
+        with pytest.raises(SystemExit):
+            _parse(*argv)
+
+
+def test_train_help_lists_its_options_only(capsys):
+    out = _help(capsys, "train")
+    for opt in ("--epochs", "--preset", "--seed", "--device", "--lr", "--batch-size", "--force"):
+        assert opt in out
+    for opt in ("--alpha", "--factors", "--window-s", "-k ", "--jobs", "--engine"):
+        assert opt not in out
+    assert "training epochs (default: 60)" in " ".join(out.split())
+
+
+def test_each_stage_offers_the_fields_of_its_configs():
+    import argparse
+    from dataclasses import fields
+
+    from audiovis.cli import CONFIGS, STAGES, _flag, build_parser
+    sub = build_parser().subcommands
+
+    def config_flags(p) -> set:
+        return {s for a in p._actions for s in a.option_strings} - {"-h", "--help", "-w", "--workspace"}
+
+    for stage, (_, names) in STAGES.items():
+        want = {_flag(f) for n in names for f in fields(CONFIGS[n])} | {"--force"}
+        want |= {"--jobs", "--engine", "--ray-address"} if stage == "featurize" else set()
+        want |= {"--engine", "--ray-address"} if stage == "index" else set()
+        assert config_flags(sub[stage]) == want, stage
+    every = {_flag(f) for c in CONFIGS.values() for f in fields(c)}
+    assert every <= config_flags(sub["run"]) and every <= config_flags(sub["demo"])
+    # the spellings that docs and scripts use
+    assert {"--factors", "--alpha", "--regularization", "--normalize", "--test-fraction", "--window-s", "--preset",
+            "--epochs", "--device", "--seed", "-k", "--jobs"} <= config_flags(sub["run"])
+    assert all(a.default is argparse.SUPPRESS for a in sub["train"]._actions if a.dest in ("epochs", "seed"))
+
+
+def test_parser_defaults_are_the_dataclass_defaults():
+    from audiovis.cli import CONFIGS, STAGES, _configs
+    for stage, (_, names) in STAGES.items():
+        assert _configs(_parse(stage), names) == {n: CONFIGS[n]() for n in names}
+    assert _configs(_parse("run", "--audio", "a", "--plays", "p")) == {n: c() for n, c in CONFIGS.items()}
+    assert _configs(_parse("demo")) == {n: c() for n, c in CONFIGS.items()}
+
+
+def test_options_set_their_fields_and_seed_sets_both():
+    from audiovis.cli import _configs
+    from audiovis.config import FactorConfig, FeatureConfig, IndexConfig, TrainConfig
+    a = _parse("run", "--audio", "a", "--plays", "p", "--seed", "3", "--epochs", "2", "-k", "7", "--window-s",
+               "2.5", "--normalize", "--alpha", "5", "--fmax", "8000", "--preset", "paper", "--jobs", "2")
+    assert _configs(a) == {"feature": FeatureConfig(window_s=2.5, fmax=8000.0),
+                           "factors": FactorConfig(random_state=3, normalize=True, alpha=5.0),
+                           "training": TrainConfig(seed=3, epochs=2, preset="paper"), "index": IndexConfig(k=7)}
+    assert a.jobs == 2
+    assert _configs(_parse("factorize", "--seed", "4"), ("factors",))["factors"].random_state == 4
+    with pytest.raises(SystemExit):
+        _parse("train", "--preset", "huge")
+
+
+def test_the_parser_follows_a_changed_dataclass_default(monkeypatch, capsys):
+    from dataclasses import dataclass
+
+    from audiovis import cli
+    from audiovis.config import TrainConfig, setting
+
+    @dataclass
+    class Longer(TrainConfig):
+        epochs: int = setting(7, "training epochs")
+
+    monkeypatch.setitem(cli.CONFIGS, "training", Longer)
+    assert cli._configs(_parse("train"), ("training",))["training"].epochs == 7
+    assert "training epochs (default: 7)" in " ".join(_help(capsys, "train").split())
+
+
+def test_preset_choices_are_the_models_presets():
+    from dataclasses import fields
+
+    from audiovis.config import TrainConfig
+    from audiovis.model import PRESETS
+    (preset,) = [f for f in fields(TrainConfig) if f.name == "preset"]
+    assert preset.metadata["choices"] == tuple(PRESETS) and preset.default in PRESETS
+
+
+def test_building_the_parser_imports_no_torch():
+    code = "import sys, audiovis.cli as c; c.build_parser(); sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --------------------------------------------------------------------------- serve from the package
+def test_serve_runs_the_page_inside_the_installed_package(monkeypatch, tmp_path, capsys):
+    from pathlib import Path
+
+    import audiovis
+    from audiovis import cli
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+    assert cli.serve([tmp_path / "ws"], port=8999, exec_=False) == 0
+    (cmd, env), = calls
+    page = Path(cmd[cmd.index("run") + 1])
+    package = Path(audiovis.__file__).resolve().parent
+    assert page == cli.page_path() and page.is_file() and page.is_relative_to(package)
+    assert page == package / "ui" / "app.py"
+    assert env["AUDIOVIS_WORKSPACE"] == str((tmp_path / "ws").resolve())
+    # the repository's streamlit_app.py only calls the package's page
+    thin = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+    assert "from audiovis.ui.app import main" in thin.read_text() and len(thin.read_text().splitlines()) < 15
+
+
+def test_the_packaged_page_runs_as_streamlit_runs_it(monkeypatch, tmp_path):
+    """`audiovis serve` runs audiovis/ui/app.py itself as the script (``__main__``), not the thin entry point."""
+    from streamlit.testing.v1 import AppTest
+
+    from audiovis.cli import page_path
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(tmp_path / "no_ws"))
+    at = AppTest.from_file(str(page_path()), default_timeout=120).run()
+    assert not at.exception
+    assert "No workspace at" in at.info[0].value and "audiovis demo" in [c.value for c in at.code]

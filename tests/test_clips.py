@@ -96,6 +96,7 @@ def test_cut_errors_name_the_file(tmp_path):
         clips.cut(tmp_path / "x.ogg", -1, 3)
 
 
+@pytest.mark.slow
 def test_encode_ten_minutes_of_vorbis_in_one_call(tmp_path):
     """One soundfile write of > ~60 s of Vorbis crashes libsndfile 1.2.2 (exit 139); encode() writes in blocks.
     Run in a child process so that a regression fails this test instead of killing the test session."""

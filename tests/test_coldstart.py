@@ -10,9 +10,12 @@ import pytest
 import soundfile as sf
 from conftest import SR, synth_song
 
+from audiovis import append, results, uploads
 from audiovis import coldstart as cs
 from audiovis.ann import VectorIndex, _unit_rows, exact_search, recall_at_k
+from audiovis.append import add_songs
 from audiovis.errors import AudioError, ParameterError
+from audiovis.features import song_frames
 from audiovis.index import UnitIndex
 from audiovis.workspace import Workspace
 
@@ -40,7 +43,9 @@ def test_embed_catalogue_file_matches_index(ws):
     idx = UnitIndex(ws)
     eng = cs.get_engine(ws)
     song = ws.songs()[4]
-    emb = ws.embed(song["path"])
+    embs, failed = eng.embed(song["path"])             # one path or several -> (embeddings, failed)
+    assert not failed and len(embs) == 1
+    emb = embs[0]
     assert emb.window_factors.shape == (len(idx.store.song_windows(4)), idx.song_factors.shape[1])
     np.testing.assert_allclose(emb.factors, eng.song_factors[4], atol=1e-4)
     from audiovis.train import predict_songs
@@ -54,21 +59,21 @@ def test_embed_outputs(ws, new_songs, tmp_path):
     embs, failed = eng.embed([new_songs["low"], new_songs["high"], tmp_path / "missing.wav"])
     assert len(embs) == 2 and len(failed) == 1 and "missing.wav': file not found" in failed[0]["reason"]
     f = embs[0].factors.shape[0]
-    cs.write_embeddings(embs, tmp_path / "e.npy")
+    results.write_embeddings(embs, tmp_path / "e.npy")
     assert np.load(tmp_path / "e.npy").shape == (2, f)
-    cs.write_embeddings(embs, tmp_path / "w.npy", per_window=True)
+    results.write_embeddings(embs, tmp_path / "w.npy", per_window=True)
     w = np.load(tmp_path / "w.npy")
     assert w.shape == (sum(len(e.window_starts) for e in embs), 2 + f)
     np.testing.assert_allclose(w[w[:, 0] == 1, 2:], embs[1].window_factors, rtol=1e-6)
-    cs.write_embeddings(embs, tmp_path / "e.csv", per_window=False)
+    results.write_embeddings(embs, tmp_path / "e.csv", per_window=False)
     rows = (tmp_path / "e.csv").read_text().splitlines()
     assert rows[0].startswith("file,song_id,duration_s,n_windows,f0") and len(rows) == 3
     assert rows[1].split(",")[1] == "new_low"
-    cs.write_embeddings(embs, tmp_path / "e.json", per_window=True)
+    results.write_embeddings(embs, tmp_path / "e.json", per_window=True)
     js = json.loads((tmp_path / "e.json").read_text())
     assert js[1]["song_id"] == "new_high" and len(js[1]["windows"]) == len(embs[1].window_starts)
     with pytest.raises(ParameterError, match=r"unknown extension '\.txt'"):
-        cs.write_embeddings(embs, tmp_path / "e.txt")
+        results.write_embeddings(embs, tmp_path / "e.txt")
 
 
 def test_cli_embed_and_recommend(ws, new_songs, capsys):
@@ -89,7 +94,7 @@ def test_recommend_finds_same_kind(ws, new_songs):
     labels = ws.labels()
     users = ws.user_ids()
     for kind, path in new_songs.items():
-        rec = ws.recommend(path, k=5, n_users=10, n_units=5, timeline=True)
+        rec = cs.get_engine(ws).recommend(path, k=5, n_users=10, n_units=5, timeline=True)
         same = [labels[r["song_id"]]["kind"] == kind for r in rec["similar"]]
         assert sum(same) >= 4, (kind, rec["similar"])
         scores = [r["score"] for r in rec["similar"]]
@@ -106,9 +111,9 @@ def test_recommend_finds_same_kind(ws, new_songs):
 
 def test_recommend_excludes_the_song_itself(ws):
     song = ws.songs()[7]
-    rec = ws.recommend(song["path"], k=29)
+    rec = cs.get_engine(ws).recommend(song["path"], k=29)
     assert song["song_id"] not in [r["song_id"] for r in rec["similar"]] and len(rec["similar"]) == 29
-    rec = ws.recommend(song["path"], k=3, exclude_self=False)
+    rec = cs.get_engine(ws).recommend(song["path"], k=3, exclude_self=False)
     assert rec["similar"][0]["song_id"] == song["song_id"] and rec["similar"][0]["score"] > 0.9999
 
 
@@ -154,10 +159,10 @@ def test_add(built_ws, new_songs, tmp_path):
     n0, nW0, U = ws.n_songs, len(before.acts), before.n_units
     bad = tmp_path / "bad.wav"
     bad.write_text("not audio")
-    out = ws.add([new_songs["low"], bad, new_songs["noise"]])
+    out = add_songs(ws, [new_songs["low"], bad, new_songs["noise"]])
     assert [a["song_id"] for a in out["added"]] == ["new_low", "new_noise"]
     assert len(out["failed"]) == 1 and "bad.wav': not a readable audio file" in out["failed"][0]["reason"]
-    assert not (dst / cs.JOURNAL).exists()
+    assert not (dst / append.JOURNAL).exists()
     ws2 = Workspace(dst)
     assert ws2.n_songs == n0 + 2 and ws2.song_ids()[-2:] == ["new_low", "new_noise"]
     assert ws2.songs()[-1]["split"] == "none" and ws2.songs()[-1]["status"] == "ok"
@@ -171,7 +176,7 @@ def test_add(built_ws, new_songs, tmp_path):
     emb = cs.ColdStart(ws2).embed_file(new_songs["noise"], units=True)
     np.testing.assert_allclose(idx.song_activations(n0 + 1), emb.acts.astype(np.float16).astype(np.float32))
     np.testing.assert_allclose(cs.ColdStart(ws2).song_factors[n0 + 1], emb.factors, atol=1e-5)
-    np.testing.assert_allclose(st.song(n0 + 1)[:, :], cs.song_frames(new_songs["noise"], st.cfg))
+    np.testing.assert_allclose(st.song(n0 + 1)[:, :], song_frames(new_songs["noise"], st.cfg))
     # statistics merged exactly: compare with a direct computation over all windows
     A = np.asarray(idx.acts, dtype=np.float64)
     Aold = np.asarray(before.acts, dtype=np.float64)
@@ -191,11 +196,11 @@ def test_add(built_ws, new_songs, tmp_path):
         assert top["song_id"] == "new_noise" and top["window"] in set(new_w.tolist())
     assert any(t["song_id"] in ("new_low", "new_noise") for u in idx.units() for t in idx.top(u, n=idx.k))
     # the added song is found by similarity search
-    rec = Workspace(dst).recommend(new_songs["noise"], k=3, exclude_self=False)
+    rec = cs.get_engine(dst).recommend(new_songs["noise"], k=3, exclude_self=False)
     assert rec["similar"][0]["song_id"] == "new_noise" and rec["similar"][0]["score"] > 0.9999
     assert rec["search"]["catalogue"] == n0 + 2
     # adding the same id again fails for that file only
-    out = Workspace(dst).add([new_songs["noise"], new_songs["high"]])
+    out = add_songs(dst, [new_songs["noise"], new_songs["high"]])
     assert [a["song_id"] for a in out["added"]] == ["new_high"]
     assert "song id 'new_noise' is already in the workspace" in out["failed"][0]["reason"]
 
@@ -209,15 +214,15 @@ def test_add_rolls_back_interrupted(built_ws, new_songs, tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(cs, "merge_unit_data", boom)
+    monkeypatch.setattr(append, "merge_unit_data", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        ws.add([new_songs["high"]])
+        add_songs(ws, [new_songs["high"]])
     monkeypatch.undo()
-    assert (dst / cs.JOURNAL).exists()
-    assert cs.recover(Workspace(dst)) == "rolled back an interrupted add"
+    assert (dst / append.JOURNAL).exists()
+    assert append.recover(Workspace(dst)) == "rolled back an interrupted add"
     np.testing.assert_array_equal(np.load(dst / "features" / "offsets.npy"), offsets)
     assert Workspace(dst).n_songs == len(offsets) - 1
-    out = Workspace(dst).add([new_songs["high"]])
+    out = add_songs(dst, [new_songs["high"]])
     assert out["added"][0]["song_idx"] == len(offsets) - 1
     idx = UnitIndex(Workspace(dst))
     assert idx.store.n_songs == len(offsets) and idx.data["hist"].sum() == units["hist"].sum() + \
@@ -279,28 +284,28 @@ def test_demo_sized_catalogue_uses_exact_search(ws):
 # --------------------------------------------------------------------------- uploads and the page
 def test_recommend_upload_bytes(ws, new_songs):
     data = new_songs["high"].read_bytes()
-    rec = cs.recommend_upload(ws.path, "My Song (final).wav", data, k=4)
+    rec = uploads.recommend_upload(ws.path, "My Song (final).wav", data, k=4)
     json.dumps(rec)                                           # serialisable as it is
     assert rec["song"]["file"] == "My Song (final).wav" and len(rec["similar"]) == 4
     for r in rec["similar"]:
         assert 0 <= r["clip_start_s"] < r["clip_end_s"] <= ws.songs()[r["song_idx"]]["duration"] + 1e-6
     assert set(rec["timeline"]) == {u["unit"] for u in rec["units"]}
     with pytest.raises(AudioError, match=r"'huge\.ogg': 20\.0 MB is larger than the upload limit of 20 MB"):
-        cs.recommend_upload(ws.path, "huge.ogg", b"\0" * (20 * 1048576 + 1))
+        uploads.recommend_upload(ws.path, "huge.ogg", b"\0" * (20 * 1048576 + 1))
     with pytest.raises(AudioError, match=r"'notes\.mp3': not a readable audio file"):
-        cs.recommend_upload(ws.path, "notes.mp3", b"just some text, not audio" * 10)
+        uploads.recommend_upload(ws.path, "notes.mp3", b"just some text, not audio" * 10)
 
 
 def test_add_upload_validates_before_writing(built_ws, new_songs, tmp_path):
     dst = tmp_path / "ws"
     shutil.copytree(built_ws[0], dst)
     with pytest.raises(AudioError, match=r"'bad\.wav': not a readable audio file"):
-        cs.add_upload(dst, "bad.wav", b"not audio at all" * 10)
+        uploads.add_upload(dst, "bad.wav", b"not audio at all" * 10)
     assert not (dst / "uploads").exists() and Workspace(dst).n_songs == 30
-    out = cs.add_upload(dst, "../../evil name.wav", new_songs["low"].read_bytes())
+    out = uploads.add_upload(dst, "../../evil name.wav", new_songs["low"].read_bytes())
     assert out["added"][0]["song_id"] == "evil name" and (dst / "uploads" / "evil name.wav").exists()
     assert Workspace(dst).songs()[-1]["path"] == str((dst / "uploads" / "evil name.wav").resolve())
-    again = cs.add_upload(dst, "evil name.wav", new_songs["low"].read_bytes())   # the same upload twice
+    again = uploads.add_upload(dst, "evil name.wav", new_songs["low"].read_bytes())   # the same upload twice
     assert not again["added"]
     assert "duplicate of song 'evil name' (identical file content)" in again["failed"][0]["reason"]
     assert Workspace(dst).n_songs == 31 and sorted(p.name for p in (dst / "uploads").iterdir()) == ["evil name.wav"]
@@ -312,7 +317,7 @@ def test_add_refuses_a_catalogue_song_under_a_new_id(built_ws, tmp_path):
     shutil.copytree(built_ws[0], dst)
     ws = Workspace(dst)
     first = ws.songs()[0]
-    out = ws.add([ws.resolve_audio(first["path"])], song_ids=["COPY"])
+    out = add_songs(ws, [ws.resolve_audio(first["path"])], song_ids=["COPY"])
     assert not out["added"] and f"duplicate of song '{first['song_id']}'" in out["failed"][0]["reason"]
     assert Workspace(dst).n_songs == 30
 
@@ -383,7 +388,7 @@ def test_workspace_ann_path_follows_add(built_ws, new_songs, tmp_path):
     I, _ = exact.search(eng.song_factors, 5)
     J, _ = vi.search(eng.song_factors, 5)
     assert recall_at_k(J, I) >= 0.95
-    out = eng.add([new_songs["high"]])
+    out = add_songs(dst, [new_songs["high"]], cfg=cfg)
     assert json.loads((dst / "index" / "ann.json").read_text())["n"] == 31
     rec = cs.get_engine(dst, cfg).recommend(new_songs["high"], k=2, exclude_self=False)
     assert rec["search"]["method"] == "hnsw" and rec["similar"][0]["song_idx"] == out["added"][0]["song_idx"]
@@ -401,7 +406,7 @@ def test_an_added_song_gets_the_catalogue_rows_of_the_same_audio(built_ws, tmp_p
     y, sr = sf.read(str(ws.resolve_audio(song["path"])), dtype="int16")
     copy = tmp_path / "same_samples.flac"
     sf.write(copy, y, sr, subtype="PCM_16")                          # lossless: identical decoded samples
-    out = ws.add([copy], song_ids=["SAME"])
+    out = add_songs(ws, [copy], song_ids=["SAME"])
     assert out["added"], out
     idx = UnitIndex(Workspace(dst))
     orig, added = idx.song_activations(song["idx"]), idx.song_activations(out["added"][0]["song_idx"])
@@ -424,7 +429,7 @@ def test_an_upload_whose_header_claims_more_than_it_holds_says_so(monkeypatch, w
     i = d.index(b"data") + 4
     d[i:i + 4] = struct.pack("<I", 2 ** 31)
     p.write_bytes(bytes(d))
-    rec = cs.recommend_upload(ws.path, "lying.wav", p.read_bytes(), timeline=False)
+    rec = uploads.recommend_upload(ws.path, "lying.wav", p.read_bytes(), timeline=False)
     assert rec["song"]["duration_s"] == pytest.approx(8.0, abs=0.05)
     assert any(w.startswith("'lying.wav': decoded 8.0 s of") and "truncated" in w for w in rec["song"]["warnings"])
     assert str(tmp_path) not in " ".join(rec["song"]["warnings"])     # the upload's name, not a temporary path

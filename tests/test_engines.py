@@ -60,6 +60,7 @@ def test_unknown_engine_is_named(built_ws):
         engines.build_index(built_ws[0], engine="spark")
 
 
+@pytest.mark.slow
 def test_ray_index_equals_local(ray_cluster, ws_copy, monkeypatch):
     from audiovis.engines import ray as ray_engine
     monkeypatch.setattr(ray_engine, "_BATCHES_PER_TASK", 2)      # many actor calls: the distributed combine
@@ -90,6 +91,7 @@ def test_ray_index_equals_local(ray_cluster, ws_copy, monkeypatch):
     assert json.loads((ws_copy.index_dir / "layers.json").read_text())["n_windows"] == summary["windows"]
 
 
+@pytest.mark.slow
 def test_ray_featurize_equals_local(ray_cluster, ws_copy):
     before = {n: np.load(ws_copy.features_dir / n) for n in ("logmel.npy", "offsets.npy", "windows.npy")}
     shutil.rmtree(ws_copy.features_dir / "cache")
@@ -103,6 +105,7 @@ def test_ray_featurize_equals_local(ray_cluster, ws_copy):
     assert (got != before["logmel.npy"]).mean() < 1e-3
 
 
+@pytest.mark.slow
 def test_ray_embed_equals_local(ray_cluster, built_ws, corpus, tmp_path):
     files = sorted(corpus["audio_dir"].iterdir())[:3]
     bad = tmp_path / "not_audio.wav"

@@ -31,6 +31,8 @@ from audiovis.model import load_checkpoint
 from audiovis.train import TrainConfig, train
 from audiovis.workspace import Workspace
 
+pytestmark = pytest.mark.slow        # each stage run in a subprocess, killed, resumed: ~30 s
+
 TRAIN = TrainConfig(epochs=5, steps_per_epoch=4, batch_size=16, num_threads=1, patience=100)
 INDEX = IndexConfig(k=4, batch_windows=8, checkpoint_every=1)
 
@@ -47,7 +49,7 @@ DRIVER = textwrap.dedent("""
     if stage == "featurize":
         import audiovis.features as m
         slow(m, "song_logmel", 0.3)
-        m.featurize(ws, n_jobs=1, progress=False)
+        m.featurize(ws, progress=False)
     elif stage == "train":
         import audiovis.train as m
         slow(m, "predict_windows", 0.5)
@@ -104,7 +106,7 @@ def stages(tmp_path_factory):
     ingest(base, c["audio_dir"], c["plays"], progress=False)
     factorize(base, FactorConfig(factors=4, iterations=5, test_fraction=0.2), progress=False)
     feat = _copy(base, root / "feat")
-    featurize(feat, n_jobs=1, progress=False)
+    featurize(feat, progress=False)
     threads = torch.get_num_threads()
     trained = _copy(feat, root / "trained")
     try:
@@ -129,7 +131,7 @@ def test_featurize_killed_then_resumed(stages, tmp_path):
     assert 4 <= len(done_before) < n
     assert ws.get_meta("done:featurize") is None and not (ws.features_dir / "logmel.npy").exists()
     junk = _plant_leftovers(cache, "7.npy") + _plant_leftovers(ws.features_dir, "logmel.npy")
-    s = featurize(ws, n_jobs=1, progress=False)
+    s = featurize(ws, progress=False)
     assert s["songs"] == n and s["failed"] == 0
     # finished songs were reused, not recomputed
     assert all(cache.joinpath(k).stat().st_mtime_ns == v for k, v in done_before.items())
@@ -189,6 +191,7 @@ def test_index_killed_then_resumed_equals_uninterrupted(stages, tmp_path):
 ORPHAN_DRIVER = textwrap.dedent("""
     import sys, time
     import audiovis.features as m
+    from audiovis.engines import local
     ws, calls = sys.argv[1], sys.argv[2]
     real = m.song_logmel
     def slow(*a, **k):                  # only this process's songs are slow (the spawned worker's are not)
@@ -198,7 +201,7 @@ ORPHAN_DRIVER = textwrap.dedent("""
         time.sleep(1.0)
         return out
     m.song_logmel = slow
-    m.featurize(ws, n_jobs=2, progress=False)
+    local.featurize(ws, n_jobs=2, progress=False)
 """)
 
 

@@ -50,7 +50,7 @@ def test_featurize_resumes_and_reports_failures(corpus, tmp_path):
     victim = sorted(audio.glob("*.wav"))[0]
     data = victim.read_bytes()
     victim.write_bytes(data[:60])
-    s = featurize(ws, n_jobs=1, progress=False)
+    s = featurize(ws, progress=False)
     assert s["failed"] == 1 and s["songs"] == 29
     (rep,) = ws.report("featurize")
     assert rep[1] == victim.stem
@@ -61,10 +61,26 @@ def test_featurize_resumes_and_reports_failures(corpus, tmp_path):
     ws.clear_done("featurize")
     mtimes = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
     (cache / "5.npy").unlink()
-    featurize(ws, n_jobs=1, progress=False)
+    featurize(ws, progress=False)
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
     assert after.keys() == mtimes.keys()
     assert all(after[k] == mtimes[k] for k in after if k != "5.npy")
+
+
+def _spy_pool(monkeypatch) -> list[list]:
+    """Record what each run of the local engine's pool (``run_shared``) yielded: one list of results per run."""
+    from audiovis.engines import local
+    calls: list[list] = []
+    real = local.run_shared
+
+    def spy(*a):
+        calls.append([])
+        for r in real(*a):
+            calls[-1].append(r)
+            yield r
+
+    monkeypatch.setattr(local, "run_shared", spy)
+    return calls
 
 
 @pytest.mark.parametrize("main_file", ["gone", "fails"])
@@ -76,8 +92,8 @@ def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recw
     import sys
     import types
 
-    from audiovis import features
     from audiovis.catalog import ingest
+    from audiovis.engines import local
     fake = types.ModuleType("__main__")
     fake.__file__ = str(tmp_path / "script.py")
     spec = importlib.machinery.ModuleSpec("no_such_main_module", None)    # spawn would import it by name
@@ -85,12 +101,10 @@ def test_featurize_workers_do_not_rerun_main(corpus, tmp_path, monkeypatch, recw
     if main_file == "fails":
         (tmp_path / "script.py").write_text("raise SystemExit('the parent script was re-run in a worker')\n")
     monkeypatch.setitem(sys.modules, "__main__", fake)
-    calls = []
-    real = features.run_shared
-    monkeypatch.setattr(features, "run_shared", lambda *a: calls.append(real(*a)) or calls[-1])
+    calls = _spy_pool(monkeypatch)
     ws = Workspace(tmp_path / "ws")
     ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
-    s = features.featurize(ws, n_jobs=2, progress=False)
+    s = local.featurize(ws, n_jobs=2, progress=False)
     assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
     assert len(calls) == 1 and len(calls[0]) == len(corpus["kinds"])    # the pool finished every song
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning) and "worker" in str(w.message)]
@@ -116,7 +130,7 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
     ingest(ws, audio, corpus["plays"], progress=False)
     victim = audio / "song000.wav"                 # 7 s, mono, 22,050 Hz, PCM_16
     _truncate_wav(victim, 4.0)
-    s = featurize(ws, n_jobs=1, progress=False)
+    s = featurize(ws, progress=False)
     assert s["failed"] == 0 and s["warnings"] == 1 and s["songs"] == len(corpus["kinds"])
     expected = ("featurize", "song000",
                 f"'{victim.resolve()}': decoded 4.0 s of 7.0 s (file truncated?); kept the decoded part")
@@ -126,7 +140,7 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
     assert {r["song_id"]: r["status"] for r in ws.songs()}["song000"] == "ok"
     # a resumed run reuses the cached song and still reports the warning
     ws.clear_done("featurize")
-    featurize(ws, n_jobs=1, progress=False)
+    featurize(ws, progress=False)
     assert ws.report("featurize") == [expected]
 
     # a runner of audiovis.engines (e.g. Ray's) calls featurize_one and yields (idx, err): same report
@@ -134,39 +148,72 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
         for item in todo:
             yield featurize_one(item)
 
-    s = featurize(ws, n_jobs=1, force=True, progress=False, runner=runner)
+    s = featurize(ws, force=True, progress=False, runner=runner)
     assert s["warnings"] == 1 and ws.report("featurize") == [expected]
     # the file is replaced by a whole one: the warning goes with the recomputed song
     shutil.copy(corpus["audio_dir"] / "song000.wav", victim)
     (ws.features_dir / "cache" / f"{idx}.npy").unlink()
     ws.clear_done("featurize")
-    s = featurize(ws, n_jobs=1, progress=False)
+    s = featurize(ws, progress=False)
     assert s["warnings"] == 0 and ws.report("featurize") == []
 
 
 def test_pool_and_serial_give_the_same_features(corpus, tmp_path, monkeypatch, recwarn):
-    from audiovis import features
     from audiovis.catalog import ingest
-    calls = []
-    real = features.run_shared
-    monkeypatch.setattr(features, "run_shared", lambda *a: calls.append(1) or real(*a))
+    from audiovis.engines import local
+    calls = _spy_pool(monkeypatch)
     out = {}
     for n_jobs in (1, 2):
         ws = Workspace(tmp_path / f"ws{n_jobs}")
         ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
-        s = features.featurize(ws, n_jobs=n_jobs, progress=False)
+        s = local.featurize(ws, n_jobs=n_jobs, progress=False)
         assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
         out[n_jobs] = ws
-    assert calls == [1]                                  # n_jobs=2 ran this process and a spawned worker
+    assert len(calls) == 1 and len(calls[0]) == len(corpus["kinds"])   # n_jobs=2: this process and a worker
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning) and "worker" in str(w.message)]
     for name in ("logmel.npy", "offsets.npy", "windows.npy"):
         np.testing.assert_array_equal(np.load(out[1].features_dir / name), np.load(out[2].features_dir / name))
     # --force recomputes everything into a fresh cache folder; the old one is deleted, nothing is left behind
     before = {p.name: p.stat().st_mtime_ns for p in (out[2].features_dir / "cache").glob("*.npy")}
-    features.featurize(out[2], n_jobs=2, force=True, progress=False)
+    local.featurize(out[2], n_jobs=2, force=True, progress=False)
     after = {p.name: p.stat().st_mtime_ns for p in (out[2].features_dir / "cache").glob("*.npy")}
     assert after.keys() == before.keys() and min(after.values()) > max(before.values())
     assert sorted(p.name for p in out[2].features_dir.iterdir()) == \
         ["cache", "config.json", "logmel.npy", "offsets.npy", "windows.npy"]
     np.testing.assert_array_equal(np.load(out[1].features_dir / "logmel.npy"),
                                   np.load(out[2].features_dir / "logmel.npy", mmap_mode="r"))
+
+
+def test_pool_that_cannot_start_falls_back_to_this_process(corpus, tmp_path, monkeypatch):
+    """No process can be spawned (a sandbox, a resource limit): featurize warns and does every song itself."""
+    import concurrent.futures
+
+    from audiovis.catalog import ingest
+    from audiovis.engines import local
+
+    class NoPool:
+        def __init__(self, *a, **k):
+            raise OSError("cannot spawn")
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", NoPool)
+    calls = _spy_pool(monkeypatch)
+    ws = Workspace(tmp_path / "ws")
+    ingest(ws, corpus["audio_dir"], corpus["plays"], progress=False)
+    with pytest.warns(RuntimeWarning, match="worker processes failed .*cannot spawn.*continuing in this process"):
+        s = local.featurize(ws, n_jobs=4, progress=False)
+    assert s["songs"] == len(corpus["kinds"]) and s["failed"] == 0
+    assert calls == [[]]                                  # the pool was tried and finished nothing
+
+
+def test_features_runs_no_pool():
+    """features is the per-song work and the consolidation; the pool is the local engine's (no import cycle)."""
+    import ast
+    import inspect
+
+    from audiovis import features
+    from audiovis.engines import local
+    tree = ast.parse(inspect.getsource(features))
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if "engines" in m or "multiprocessing" in m or "concurrent" in m]
+    assert local.features is features and callable(features.worker_init) and callable(features.featurize_one)

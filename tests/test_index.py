@@ -73,3 +73,37 @@ def test_index_resumes_after_a_crash_and_equals_uninterrupted(built_ws, tmp_path
     np.testing.assert_allclose(a["mean"], b["mean"], rtol=1e-6)
     np.testing.assert_array_equal(np.load(ws.index_dir / "acts.npy"), np.load(ref.index_dir / "acts.npy"))
     assert not list(ws.index_dir.glob("*.partial.*"))
+
+
+def test_readers_take_a_path_or_a_workspace(built_ws):
+    """UnitIndex, FeatureStore and ColdStart open a workspace from its path or a Workspace alike."""
+    from audiovis.coldstart import ColdStart
+    from audiovis.features import FeatureStore
+    path = built_ws[0]
+    a, b = UnitIndex(path), UnitIndex(Workspace(path))
+    assert a.ws.path == b.ws.path and a.layers == b.layers and a.n_units == b.n_units
+    np.testing.assert_array_equal(FeatureStore(str(path)).offsets, FeatureStore(Workspace(path)).offsets)
+    assert ColdStart(path).ws.path == Workspace(path).path
+
+
+def test_merge_unit_data_is_the_build_reduction():
+    """Folding songs into finished index arrays gives the lists and statistics of one build over all of them."""
+    rng = np.random.default_rng(1)
+    U, k = 5, 3
+    A = rng.standard_normal((30, U)).astype(np.float32)
+    P = rng.random((30, U)).astype(np.float32)
+    songs = np.repeat(np.arange(6), 5)
+    whole = index_mod.new_unit_state(U, k)
+    index_mod.reduce_batch(whole, A, P, np.arange(30), songs, k)
+    old = index_mod.new_unit_state(U, k)
+    index_mod.reduce_batch(old, A[:20], P[:20], np.arange(20), songs[:20], k)
+    d = {**{key: old[key] for key in ("top_v", "top_w", "top_p", "bot_v", "bot_w", "bot_p", "vmin", "vmax")},
+         **index_mod.unit_statistics(old, 20), "hist": np.zeros((U, index_mod.N_BINS), np.int64)}
+    merged = index_mod.merge_unit_data(d, 20, A[20:], P[20:], np.arange(20, 30), songs[20:], k)
+    for key in ("top_w", "bot_w", "top_v", "bot_v"):
+        np.testing.assert_array_equal(merged[key], whole[key])
+    for key, v in index_mod.unit_statistics(whole, 30).items():
+        np.testing.assert_allclose(merged[key], v, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(merged["vmin"], d["vmin"])                # histogram edges kept
+    np.testing.assert_array_equal(merged["vmax_all"], whole["vmax"])
+    assert merged["hist"].sum(1).tolist() == [10] * U

@@ -2,11 +2,14 @@
 import json
 import time
 
+import pytest
+
 from audiovis.cli import main
 from audiovis.index import UnitIndex
 from audiovis.workspace import Workspace
 
 
+@pytest.mark.slow
 def test_cli_runs_every_stage_then_reuses(corpus, tmp_path, capsys):
     ws = tmp_path / "ws"
     args = ["run", "-w", str(ws), "--audio", str(corpus["audio_dir"]), "--plays", str(corpus["plays"]),

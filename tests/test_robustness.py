@@ -28,7 +28,8 @@ from conftest import synth_song
 
 from audiovis.catalog import ingest
 from audiovis.config import FeatureConfig
-from audiovis.features import FeatureStore, featurize
+from audiovis.engines.local import featurize
+from audiovis.features import FeatureStore
 from audiovis.workspace import Workspace
 
 SECONDS = 6.0

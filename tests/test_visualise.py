@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from audiovis.errors import ParameterError
+from audiovis.features import mel_basis, mel_frequencies
 from audiovis.model import AudioCNN, ModelConfig
 from audiovis.visualise.objectives import parse_objective
-from audiovis.visualise.render import RenderConfig, mel_frequencies, mel_to_audio, optimise
+from audiovis.visualise.render import RenderConfig, mel_to_audio, mel_to_power, optimise
 
 torch.set_num_threads(1)      # tiny tensors: one thread is much faster on the shared 2-core machine
 BAND = slice(40, 51)          # mel bins 40..50
@@ -57,6 +58,46 @@ def band_energy_ratio(y, density=False):
     if density:
         return S[inside].mean() / S[~inside].mean()
     return S[inside].sum() / S[~inside].sum()
+
+
+# ------------------------------------------------------------------------------------------- one mel scale
+@pytest.mark.parametrize("sr, n_fft, n_mels, fmin, fmax",
+                         [(22050, 1024, 128, 0.0, None), (16000, 512, 40, 50.0, 7000.0)])
+def test_dream_inversion_and_auralisation_use_the_front_ends_filterbank(sr, n_fft, n_mels, fmin, fmax):
+    """The log-mel -> audio inversion undoes exactly the front end's filterbank (features.mel_basis), and the
+    auralisation mask spreads a mel band over exactly the FFT bins of that filter."""
+    from audiovis.visualise.auralise import mel_to_linear_mask
+    fb = mel_basis(sr, n_fft, n_mels, fmin, fmax).astype(np.float64)         # (n_mels, n_freq)
+    rng = np.random.default_rng(0)
+    # a linear power spectrum in the row space of fb and >= 0: the pseudo-inverse gets it back exactly, and the
+    # clipping at 0 does nothing, so any other filterbank (or scale) would not reproduce it
+    P = fb.T @ rng.random((n_mels, 5))                                      # (n_freq, 5)
+    S_db = (10 * np.log10(fb @ P)).astype(np.float32)
+    lin = mel_to_power(S_db, sr, n_fft, fmin, fmax)
+    np.testing.assert_allclose(lin, P, rtol=2e-3, atol=1e-6 * P.max())
+    np.testing.assert_allclose(fb @ lin, 10 ** (S_db / 10), rtol=2e-3)
+    # the pseudo-inverse used is the front end's filterbank's
+    from audiovis.features import mel_pinv
+    np.testing.assert_allclose(mel_pinv(sr, n_fft, n_mels, fmin, fmax), np.linalg.pinv(fb), rtol=1e-4, atol=1e-4)
+    R = np.eye(n_mels, dtype=np.float32)                                    # one mel band at a time
+    M = mel_to_linear_mask(R, sr, n_fft, fmin, fmax)
+    np.testing.assert_array_equal(M > 0, (fb > 0).T)
+
+
+def test_mel_centres_come_from_the_front_ends_scale():
+    """One mel scale: every bin's centre frequency is where the front end's filter peaks, it is librosa's slaney
+    scale, and the filters, the spectrogram axes and the dissection's descriptors all use it."""
+    import librosa
+
+    from audiovis.visualise import dissect, filters
+    hz = mel_frequencies(128, SR)
+    fb = mel_basis(SR, 1024, 128)
+    fft_hz = np.linspace(0, SR / 2, 513)
+    assert np.all(np.abs(fft_hz[fb.argmax(1)] - hz) <= SR / 1024)          # within one FFT bin of the apex
+    np.testing.assert_allclose(hz, librosa.mel_frequencies(130, fmin=0.0, fmax=SR / 2, htk=False)[1:-1], rtol=1e-6)
+    np.testing.assert_allclose(fb, librosa.filters.mel(sr=SR, n_fft=1024, n_mels=128), atol=1e-6)
+    assert filters.mel_frequencies is mel_frequencies and dissect.mel_frequencies is mel_frequencies
+    np.testing.assert_allclose(filters.frequency_response(np.ones((1, 128, 3), np.float32))["hz"], hz)
 
 
 def test_dream_puts_energy_in_the_band(band_model):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -78,3 +80,16 @@ def test_atomic_writes_leave_nothing_behind(ws):
         raise RuntimeError("killed")
     assert sorted(p.name for p in ws.features_dir.iterdir()) == ["a.npy"]
     assert clean_stale_temps(ws.path, min_age_s=0) == []
+
+
+def test_workspace_is_storage_and_knows_nothing_of_cold_start():
+    """``audiovis.workspace`` imports no cold start (its ``embed/recommend/add`` once did, which tied ten modules
+    into one import cycle); importing it, and the package, loads only storage, configs and errors."""
+    code = ("import sys, audiovis.workspace as w; "
+            "loaded = sorted(m for m in sys.modules if m == 'audiovis' or m.startswith('audiovis.')); "
+            "assert 'audiovis.coldstart' not in sys.modules, loaded; "
+            "assert set(loaded) <= {'audiovis', 'audiovis.config', 'audiovis.errors', 'audiovis.workspace'}, loaded; "
+            "assert 'torch' not in sys.modules; "
+            "assert not any(hasattr(w.Workspace, n) for n in ('embed', 'recommend', 'add'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -1,9 +1,10 @@
 """Execution engines for the catalogue-sized stages: featurize, embed and index.
 
-``local`` (the default) is the single-machine path of :mod:`audiovis.features`, :mod:`audiovis.index` and
-:mod:`audiovis.coldstart`. ``ray`` (``pip install audiovis[ray]``) runs the same work on a Ray cluster with Ray
-Data: decoding and reading in tasks, the model in an actor pool, the unit index aggregated with a distributed
-combine; it writes the same workspace artifacts. See ``docs/scale.md``.
+``local`` (the default) is this machine (:mod:`audiovis.engines.local`): :mod:`audiovis.features` in a process
+pool, and the single-process :mod:`audiovis.index` and :mod:`audiovis.coldstart`. ``ray`` (``pip install
+audiovis[ray]``) runs the same work on a Ray cluster with Ray Data: decoding and reading in tasks, the model in an
+actor pool, the unit index aggregated with a distributed combine; it writes the same workspace artifacts. See
+``docs/scale.md``.
 
 >>> from audiovis import engines
 >>> engines.build_index("workspaces/demo", engine="ray", force=True)          # doctest: +SKIP
@@ -29,7 +30,8 @@ def _engine(name: str):
 
 
 def featurize(workspace, cfg=None, engine: str = "local", ray_address: str | None = None, **kwargs) -> dict:
-    """Log-mel features of every song (see :func:`audiovis.features.featurize`) with the chosen engine."""
+    """Log-mel features of every song (see :func:`audiovis.features.featurize`) with the chosen engine (local:
+    ``n_jobs`` processes, :func:`audiovis.engines.local.featurize`)."""
     mod = _engine(engine)
     if engine == "ray":
         kwargs["address"] = ray_address

@@ -350,9 +350,9 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
 
 # --------------------------------------------------------------------------- embed
 def _decode_row(row: dict, fcfg: dict, max_duration: float) -> dict:
-    from ..coldstart import frame_windows, song_frames, validate_audio
+    from ..coldstart import validate_audio
     from ..config import FeatureConfig
-    from ..features import worker_init
+    from ..features import frame_windows, song_frames, worker_init
     worker_init()
     cfg = FeatureConfig.from_dict(fcfg)
     out = {"i": row["i"], "file": row["file"], "err": "", "duration": 0.0, "sr": 0, "channels": 0,

@@ -1,16 +1,18 @@
 """Cold-start view: upload a song nobody has played; see similar catalogue songs, likely listeners, and the units
-that fire most in it over time. All computation is in :mod:`audiovis.coldstart`; this module only draws."""
+that fire most in it over time. All computation is in :mod:`audiovis.coldstart` and :mod:`audiovis.uploads`; this
+module only draws."""
 from __future__ import annotations
 
 import hashlib
-import io
 
-import numpy as np
 import streamlit as st
 
 from .. import coldstart as cs
+from .. import uploads
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import AudiovisError
+from ..pictures import render_timelines
+from ..workspace import Workspace
 from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed
 
 
@@ -20,33 +22,14 @@ def _engine(ws_path: str, stamp: tuple) -> cs.ColdStart:
 
 
 def get_engine(ws_path: str) -> cs.ColdStart:
-    from ..workspace import Workspace
     ws = Workspace(ws_path)
     return _engine(str(ws.path), cs.engine_signature(ws))
 
 
 def _timeline_png(rec: dict, units: list[str]) -> bytes:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    n = len(units)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 0.75 * n + 0.6), sharex=True, squeeze=False)
-    dur = rec["song"]["duration_s"]
-    for ax, u in zip(axes[:, 0], units):
-        tl = rec["timeline"][u]
-        t, a = np.asarray(tl["t"]), np.asarray(tl["activation"])
-        ax.fill_between(t, 0, a, step="mid", color="#3b6ea8", alpha=0.8, linewidth=0)
-        ax.set_xlim(0, dur)
-        ax.set_ylabel(u, rotation=0, ha="right", va="center", fontsize=8)
-        ax.set_yticks([])
-        for s in ("top", "right", "left"):
-            ax.spines[s].set_visible(False)
-    axes[-1, 0].set_xlabel("time in the uploaded song (s)")
-    fig.tight_layout(h_pad=0.2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    """The most active units' activation over the uploaded song, one strip each (drawn without pyplot)."""
+    tracks = [(u, rec["timeline"][u]["t"], rec["timeline"][u]["activation"]) for u in units]
+    return render_timelines(tracks, rec["song"]["duration_s"], xlabel="time in the uploaded song (s)")
 
 
 def _result(ws_path: str, name: str, data: bytes, k: int) -> dict:
@@ -56,7 +39,7 @@ def _result(ws_path: str, name: str, data: bytes, k: int) -> dict:
     if key not in cache:
         get_engine(ws_path)                       # warm, cached model
         cache.clear()                             # one upload's result at a time (bounded memory)
-        cache[key] = cs.recommend_upload(ws_path, name, data, k=k, n_users=10, n_units=8)
+        cache[key] = uploads.recommend_upload(ws_path, name, data, k=k, n_users=10, n_units=8)
     return cache[key]
 
 
@@ -122,7 +105,7 @@ def coldstart_ui(ws_path: str) -> dict:
     elif st.button("Add this song to the workspace", key="coldstart_add",
                    help="Featurize, embed and index it without retraining; it then appears like any other song."):
         try:
-            out = cs.add_upload(ws_path, up.name, data)
+            out = uploads.add_upload(ws_path, up.name, data)
         except AudiovisError as e:
             st.error(f"Cannot add '{up.name}': {e}")
         else:

@@ -21,7 +21,8 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from ..errors import AudiovisError
-from ..explore import ClipView, Explorer, HeatMap, render_heatmap, render_histogram, workspace_state
+from ..explore import ClipView, Explorer, HeatMap, workspace_state
+from ..pictures import render_heatmap, render_histogram
 from ..workspace import Workspace
 
 DEFAULT_WS = "workspaces/demo"

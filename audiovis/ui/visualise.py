@@ -6,27 +6,19 @@ network dissection, each ending in something to look at and to listen to.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 
 import numpy as np
 import streamlit as st
 
+from ..pictures import figure_png, plot_logmel
 from .common import clip_player, get_index, get_model, unit_link
 
 
 def _threads():
     import torch
     torch.set_num_threads(int(os.environ.get("AUDIOVIS_TORCH_THREADS", "1")))
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _wav(y: np.ndarray, sr: int) -> bytes:
@@ -45,7 +37,7 @@ def _filters_data(ws_path: str, mtime: float):
     from ..visualise.filters import conv1_filters, frequency_response, plot_filters
     W = conv1_filters(get_model(ws_path))
     resp = frequency_response(W)
-    return _png(plot_filters(W, [f"conv1:{i}" for i in range(len(W))])), W, resp
+    return figure_png(plot_filters(W, [f"conv1:{i}" for i in range(len(W))])), W, resp
 
 
 def _filters_section(ws_path: str):
@@ -61,13 +53,13 @@ def _filters_section(ws_path: str):
     for i, l in enumerate(links):
         cols[i % 8].markdown(l)
     i = st.number_input("Frequency response of filter", 0, len(W) - 1, 0, key="vis_filter_idx")
-    st.image(_png(plot_response(resp, int(i))))
+    st.image(figure_png(plot_response(resp, int(i))))
 
 
 # ------------------------------------------------------------------------------------------------ dream
 def _dream_section(ws_path: str):
     from ..visualise.dream import dream
-    from ..visualise.render import RenderConfig, plot_logmel
+    from ..visualise.render import RenderConfig
     ix = get_index(ws_path)
     c1, c2, c3 = st.columns([2, 2, 1])
     layer = c1.selectbox("Layer", list(ix.layers), key="vis_dream_layer")
@@ -91,7 +83,7 @@ def _dream_section(ws_path: str):
         st.info("Pick a unit and press Dream: gradient ascent on a log-mel (jitter, smoothness, bounded dB "
                 "range), rendered to audio by mel inversion and Griffin-Lim. Results are cached per unit.")
         return
-    st.image(_png(plot_logmel(d.logmel, d.sr, title=f"dream of {d.objective}")))
+    st.image(figure_png(plot_logmel(d.logmel, d.sr, title=f"dream of {d.objective}")))
     clip_player(d.audio_path.read_bytes(), "audio/ogg")
     m1, m2, m3 = st.columns(3)
     m1.metric("activation of the dream", f"{d.activation:.3f}")
@@ -105,7 +97,6 @@ def _dream_section(ws_path: str):
 # ------------------------------------------------------------------------------------------------ auralise
 def _auralise_section(ws_path: str):
     from ..visualise.auralise import auralise
-    from ..visualise.render import plot_logmel
     ix = get_index(ws_path)
     c1, c2 = st.columns(2)
     layer = c1.selectbox("Layer", [l for l in ix.layers if l.startswith("conv")] + [l for l in ix.layers
@@ -130,11 +121,11 @@ def _auralise_section(ws_path: str):
     l, r = st.columns(2)
     with l:
         st.markdown("**original**")
-        st.image(_png(plot_logmel(a.logmel, a.sr, title=f"{c['song_id']} at {c['start_s']:.1f} s")))
+        st.image(figure_png(plot_logmel(a.logmel, a.sr, title=f"{c['song_id']} at {c['start_s']:.1f} s")))
         clip_player(_wav(a.original, a.sr), "audio/wav")
     with r:
         st.markdown(f"**what {unit} hears**")
-        st.image(_png(plot_logmel(a.relevance, a.sr, title="relevance (gradient x input)")))
+        st.image(figure_png(plot_logmel(a.relevance, a.sr, title="relevance (gradient x input)")))
         clip_player(_wav(a.auralised, a.sr), "audio/wav")
     kept = float((a.auralised ** 2).sum() / max((a.original ** 2).sum(), 1e-12))
     st.caption(f"The clip's STFT masked by the unit's relevance (mel -> linear frequency), inverted with the "
@@ -144,7 +135,7 @@ def _auralise_section(ws_path: str):
 # ------------------------------------------------------------------------------------------------ backward
 def _backward_section(ws_path: str):
     from ..visualise.backward import backward_query
-    from ..visualise.render import RenderConfig, plot_logmel
+    from ..visualise.render import RenderConfig
     ws = _ws(ws_path)
     kind = st.radio("Target", ["listener", "factor", "song"], horizontal=True, key="vis_bw_kind")
     if kind == "listener":
@@ -169,7 +160,7 @@ def _backward_section(ws_path: str):
         st.info("\"What would listener U00042's ideal song sound like?\": the input log-mel whose predicted "
                 "factors point the listener's way, rendered to audio.")
         return
-    st.image(_png(plot_logmel(r.logmel, r.sr, title=f"backward query: {r.target_name}")))
+    st.image(figure_png(plot_logmel(r.logmel, r.sr, title=f"backward query: {r.target_name}")))
     clip_player(_wav(r.audio, r.sr), "audio/wav")
     m1, m2, m3 = st.columns(3)
     m1.metric(f"cosine to target ({r.loss})", f"{r.cosine:.3f}", f"{r.cosine - r.start_cosine:+.3f} from noise")

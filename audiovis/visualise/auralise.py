@@ -3,8 +3,8 @@
 1. relevance of every time-frequency cell of the clip's log-mel for the unit: gradient x input
    (``(x - floor) * d unit / dx``, ``floor`` the clip's quietest cell, i.e. the contribution of each cell's energy
    above silence), positive part, normalised to [0, 1];
-2. mel -> linear frequency: the mel filterbank transpose, each STFT bin taking the filter-weighted mean of the
-   relevance of the mel bands that cover it;
+2. mel -> linear frequency: the transpose of the front end's mel filterbank (:func:`audiovis.features.mel_basis`),
+   each STFT bin taking the filter-weighted mean of the relevance of the mel bands that cover it;
 3. mask the clip's complex STFT (n_fft 1024, hop 512, the front end's frames) and invert with the original phase.
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ import torch
 
 from ..activations import Recorder
 from ..errors import ParameterError
+from ..features import mel_basis
 from .objectives import Objective, parse_objective
-from .render import _mel_basis
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _relevance(model, S_db, objective, method):
 def mel_to_linear_mask(R: np.ndarray, sr: int = 22050, n_fft: int = 1024, fmin: float = 0.0,
                        fmax: float | None = None) -> np.ndarray:
     """Mel-domain relevance [shape=(n_mels, t)] -> linear-frequency mask [shape=(1 + n_fft // 2, t)] in [0, 1]."""
-    fb = _mel_basis(sr, n_fft, R.shape[0], fmin, fmax)[0].numpy()        # (n_mels, n_freq)
+    fb = mel_basis(sr, n_fft, R.shape[0], fmin, fmax)                    # (n_mels, n_freq): the front end's
     cover = fb.sum(0)                                                    # (n_freq,)
     M = fb.T @ R / np.where(cover > 0, cover, 1.0)[:, None]
     return np.clip(M, 0.0, 1.0).astype(np.float32)

@@ -76,7 +76,8 @@ def run(ws, a) -> int:
     # small tensors: one thread is faster, and on a busy 2-core machine 2 threads were ~20x slower
     torch.set_num_threads(int(os.environ.get("AUDIOVIS_TORCH_THREADS", "1")))
 
-    from .render import plot_logmel, save_audio, save_figure
+    from ..pictures import new_figure, plot_logmel, save_figure
+    from .render import save_audio
     if a.cmd == "filters":
         from ..train import load_model
         from ..workspace import save_json
@@ -112,15 +113,14 @@ def run(ws, a) -> int:
                           "cached": d.cached, "seconds": round(d.seconds, 2), "audio": str(a.out or d.audio_path),
                           "cache": str(d.npz_path), "spectrogram": str(png)}, indent=2))
     elif a.cmd == "auralise":
-        import matplotlib.pyplot as plt
-
         from .auralise import auralise
         r = auralise(ws, a.unit, a.song_id, a.start_s, method=a.method, gamma=a.gamma)
         save_audio(a.out, r.auralised, r.sr)
         p = Path(a.out)
         orig = p.with_name(p.stem + "_original" + p.suffix)
         save_audio(orig, r.original, r.sr)
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3))
+        fig = new_figure(11, 3, dpi=100)
+        axes = fig.subplots(1, 2)
         plot_logmel(r.logmel, r.sr, title=f"{a.song_id} at {a.start_s:g} s", ax=axes[0])
         plot_logmel(r.relevance, r.sr, title=f"what {r.objective} hears (relevance)", ax=axes[1])
         save_figure(fig, _png_next_to(a.out))

@@ -30,6 +30,7 @@ import re
 import numpy as np
 
 from ..errors import ParameterError
+from ..features import mel_frequencies
 from ..workspace import Workspace, save_json, save_npz, save_text
 
 THRESHOLD = 0.9
@@ -168,7 +169,7 @@ def _song_descriptors(y: np.ndarray, logmel: np.ndarray, windows: np.ndarray, cf
     sr, hop, W = cfg.sr, cfg.hop_length, cfg.window_frames
     M_db = logmel.T.astype(np.float32)                                  # (n_mels, t)
     M = 10.0 ** (M_db / 10.0)
-    f = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=cfg.fmax or sr / 2)[1:-1][:, None]
+    f = mel_frequencies(cfg.n_mels, sr, cfg.fmin, cfg.fmax)[:, None]         # the front end's mel scale
     H, P = librosa.decompose.hpss(M, kernel_size=17)
     env = librosa.onset.onset_strength(S=M_db, sr=sr, hop_length=hop)
     S = np.abs(librosa.stft(y, n_fft=cfg.n_fft, hop_length=hop)) ** 2

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
-from .render import mel_frequencies
+from ..features import mel_frequencies
+from ..pictures import new_figure
 
 
 def conv1_filters(model, effective: bool = False) -> np.ndarray:
@@ -49,13 +50,12 @@ def frequency_response(W: np.ndarray, sr: int = 22050, fmin: float = 0.0, fmax: 
 
 
 def plot_filters(W: np.ndarray, units: list[str] | None = None, cols: int = 16, sr: int = 22050):
-    """All filters at a glance: one small (mel x time) image per filter, red positive, blue negative."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """All filters at a glance: one small (mel x time) image per filter, red positive, blue negative; a
+    :class:`~matplotlib.figure.Figure` (:func:`audiovis.pictures.figure_png` / ``save_figure`` write it)."""
     C = W.shape[0]
     rows = int(np.ceil(C / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.7, rows * 1.6), dpi=100, squeeze=False)
+    fig = new_figure(cols * 0.7, rows * 1.6, dpi=100)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= C:
@@ -71,11 +71,9 @@ def plot_filters(W: np.ndarray, units: list[str] | None = None, cols: int = 16, 
 
 def plot_response(resp: dict, idx: int, ax=None):
     """One filter's frequency response: weight energy and DC gain against frequency (Hz, log axis)."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 2.4), dpi=100)
+        fig = new_figure(5, 2.4, dpi=100)
+        ax = fig.subplots()
     else:
         fig = ax.figure
     hz = np.maximum(resp["hz"], 1.0)

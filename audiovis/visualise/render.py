@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -12,6 +11,7 @@ from ..activations import Recorder
 from ..config import Config
 from ..deps import torchaudio
 from ..errors import ParameterError
+from ..features import mel_pinv
 from .param import BoundedLogmel, data_range
 from .transforms import jitter, total_variation
 
@@ -143,30 +143,22 @@ def _steps(param, opt, gen, rec, objective, cfg, span, history, progress, pre):
 
 
 # ----------------------------------------------------------------------------------------------- to audio
-@lru_cache(maxsize=4)
-def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None):
-    """Slaney mel filterbank [shape=(n_mels, 1 + n_fft // 2)] as the front end uses it, and its pseudo-inverse."""
-    fb = torchaudio().functional.melscale_fbanks(1 + n_fft // 2, fmin, fmax if fmax else sr / 2, n_mels, sr,
-                                               norm="slaney", mel_scale="slaney").T.contiguous()
-    return fb, torch.linalg.pinv(fb)
-
-
-def mel_basis(sr: int = 22050, n_fft: int = 1024, n_mels: int = 128, fmin: float = 0.0,
-              fmax: float | None = None) -> np.ndarray:
-    """The front end's mel filterbank [shape=(n_mels, 1 + n_fft // 2)]."""
-    return _mel_basis(sr, n_fft, n_mels, fmin, fmax)[0].numpy()
-
-
-def mel_frequencies(n_mels: int = 128, sr: int = 22050, fmin: float = 0.0, fmax: float | None = None) -> np.ndarray:
-    """Centre frequency in Hz of each mel bin [shape=(n_mels,)] (slaney mel scale, as the front end)."""
-    import librosa
-    return librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax or sr / 2, htk=False)[1:-1]
+def mel_to_power(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, fmin: float = 0.0,
+                 fmax: float | None = None) -> np.ndarray:
+    """Log-mel (dB) [shape=(n_mels, t)] -> linear power spectrum [shape=(1 + n_fft // 2, t)]: dB -> mel power ->
+    pseudo-inverse of the front end's filterbank (:func:`audiovis.features.mel_pinv`), clipped at 0 (as
+    torchaudio's InverseMelScale)."""
+    S_db = np.asarray(S_db, dtype=np.float32)
+    if S_db.ndim != 2:
+        raise ParameterError(f"log-mel must have shape (n_mels, t), got {S_db.shape}")
+    pinv = mel_pinv(sr, n_fft, S_db.shape[0], fmin, fmax)
+    return np.maximum(pinv @ (10.0 ** (S_db / 10.0)), 0.0).astype(np.float32)
 
 
 def mel_to_audio(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_length: int = 512, n_iter: int = 32,
                  fmin: float = 0.0, fmax: float | None = None, seed: int = 0) -> np.ndarray:
-    """Invert a log-mel (dB) to audio: dB -> power -> linear power (pseudo-inverse of the mel filterbank,
-    clipped at 0, as torchaudio's InverseMelScale) -> magnitude -> Griffin-Lim phase.
+    """Invert a log-mel (dB) to audio: linear power by :func:`mel_to_power` -> magnitude -> Griffin-Lim phase
+    (torchaudio's, the one thing torchaudio does here).
 
     Parameters
     ----------
@@ -176,16 +168,11 @@ def mel_to_audio(S_db: np.ndarray, sr: int = 22050, n_fft: int = 1024, hop_lengt
     -------
     y : np.ndarray [shape=(hop_length * (t - 1),), float32], peak at most 0.99
     """
-    S_db = np.asarray(S_db, dtype=np.float32)
-    if S_db.ndim != 2:
-        raise ParameterError(f"log-mel must have shape (n_mels, t), got {S_db.shape}")
-    fb, pinv = _mel_basis(sr, n_fft, S_db.shape[0], fmin, fmax)
-    mel_power = torch.from_numpy(10.0 ** (S_db / 10.0))
-    lin = torch.clamp(pinv @ mel_power, min=0.0)                           # (n_freq, t)
+    ta = torchaudio()                     # first: a broken torch/torchaudio pair fails before any work
+    lin = mel_to_power(S_db, sr, n_fft, fmin, fmax)                        # (n_freq, t)
     torch.manual_seed(seed)
-    gl = torchaudio().transforms.GriffinLim(n_fft=n_fft, hop_length=hop_length, power=1.0, n_iter=n_iter,
-                                          rand_init=False)
-    y = gl(torch.sqrt(lin)).numpy().astype(np.float32)
+    gl = ta.transforms.GriffinLim(n_fft=n_fft, hop_length=hop_length, power=1.0, n_iter=n_iter, rand_init=False)
+    y = gl(torch.from_numpy(np.sqrt(lin))).numpy().astype(np.float32)
     peak = float(np.abs(y).max()) if y.size else 0.0
     if peak > 0.99:
         y *= 0.99 / peak
@@ -206,40 +193,3 @@ def save_audio(path: str | os.PathLike, y: np.ndarray, sr: int) -> None:
         raise ParameterError(f"audio output '{path}': extension {ext!r} is not .wav, .flac or .ogg")
     with atomic_path(path, suffix=ext) as tmp:
         encode(y, sr, fmt, out=tmp)
-
-
-def plot_logmel(S_db: np.ndarray, sr: int = 22050, hop_length: int = 512, title: str = "", ax=None,
-                vmin=None, vmax=None):
-    """A log-mel spectrogram image with time in seconds and mel bins labelled in Hz; returns the Figure."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    S_db = np.asarray(S_db, dtype=np.float32)
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
-    else:
-        fig = ax.figure
-    t = S_db.shape[1] * hop_length / sr
-    im = ax.imshow(S_db, origin="lower", aspect="auto", extent=(0, t, 0, S_db.shape[0]), cmap="magma",
-                   vmin=vmin, vmax=vmax)
-    f = mel_frequencies(S_db.shape[0], sr)
-    ticks = [i for i in (0, 16, 32, 48, 64, 80, 96, 112, 127) if i < len(f)]
-    ax.set_yticks(ticks)
-    ax.set_yticklabels([f"{f[i]:.0f}" if f[i] < 1000 else f"{f[i] / 1000:.1f}k" for i in ticks])
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("Hz (mel)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="dB", fraction=0.04)
-    fig.tight_layout()
-    return fig
-
-
-def save_figure(fig, path: str | os.PathLike) -> None:
-    from pathlib import Path
-
-    from ..workspace import atomic_path
-    with atomic_path(Path(path), suffix=Path(path).suffix or ".png") as tmp:
-        fig.savefig(tmp)
-    import matplotlib.pyplot as plt
-    plt.close(fig)

@@ -5,7 +5,7 @@ the held-out (test) songs, from (a) the CNN's song embedding (the first dense la
 windows) and (b) the MFCC statistics of the baseline. Also prints each predictor's validation MSE of the factors
 in standardised units (the CNN, the MFCC ridge baseline and the audible oracle).
 
-    OPENBLAS_NUM_THREADS=1 python bench/probe_concepts.py -w workspaces/demo
+    OPENBLAS_NUM_THREADS=1 python experiments/probe_concepts.py -w workspaces/demo
 """
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ the output layer by ridge on song-mean last-hidden-layer activations, validation
 linear-probe accuracies of the song embedding for concepts with ground truth. One torch thread, so two variants
 can run side by side on two cores.
 
-    OPENBLAS_NUM_THREADS=1 python bench/train_variant.py -w workspaces/demo plateau '{}'
-    OPENBLAS_NUM_THREADS=1 python bench/train_variant.py -w workspaces/demo big \\
+    OPENBLAS_NUM_THREADS=1 python experiments/train_variant.py -w workspaces/demo plateau '{}'
+    OPENBLAS_NUM_THREADS=1 python experiments/train_variant.py -w workspaces/demo big \\
         '{"model": {"channels": [128, 128, 256], "dense": [512]}}'
 """
 from __future__ import annotations

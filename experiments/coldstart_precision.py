@@ -5,7 +5,7 @@ file as a new song and retrieve the k most similar catalogue songs (cosine on CN
 itself excluded). precision@k for a concept = share of the k that have the query's value; chance = share of the
 catalogue that has it (per query, averaged).
 
-    python bench/coldstart_precision.py -w /tmp/demo_ws [-k 10] [--catalogue all|known] [--json]
+    python experiments/coldstart_precision.py -w /tmp/demo_ws [-k 10] [--catalogue all|known] [--json]
 
 --catalogue known restricts the catalogue to songs that are not held out (train/valid), i.e. only songs whose
 factors could have been learned from plays.

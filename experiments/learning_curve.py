@@ -6,7 +6,7 @@ Each point trains the default ``small`` model on a copy of the workspace (catalo
 the workspace itself is never touched; the dropped training songs get split ``none``) with one torch thread, so
 two points can run side by side on two cores. Prints one JSON line per point.
 
-    OPENBLAS_NUM_THREADS=1 python bench/learning_curve.py -w workspaces/demo 240 --seed 0
+    OPENBLAS_NUM_THREADS=1 python experiments/learning_curve.py -w workspaces/demo 240 --seed 0
 """
 from __future__ import annotations
 

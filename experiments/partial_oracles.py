@@ -2,7 +2,7 @@
 ground-truth labels (ridge from one-hot labels to WMF factors, lambda picked on the validation songs, per-user AUC
 on the held-out songs: the protocol of ``audiovis evaluate``).
 
-    OPENBLAS_NUM_THREADS=1 python bench/partial_oracles.py -w workspaces/demo
+    OPENBLAS_NUM_THREADS=1 python experiments/partial_oracles.py -w workspaces/demo
 """
 from __future__ import annotations
 

@@ -1,0 +1,359 @@
+"""audiovis listening page: pick a unit of the content CNN and hear what excites it.
+
+``audiovis serve -w WS [-w WS2 ...]`` runs this file (from the installed package); ``streamlit run
+streamlit_app.py`` in a source checkout runs the same page through a thin entry point, serving
+``$AUDIOVIS_WORKSPACE`` or ``workspaces/demo``. The page serves only those workspaces: ``?ws=`` picks one of them
+by name and opens nothing else. A view that fails shows what is wrong and how to repair it; the traceback goes to
+the server log only. A thin shell: everything it shows is computed by :mod:`audiovis.explore` and
+:mod:`audiovis.clips`, loaded through :mod:`audiovis.ui.common`.
+
+URL query parameters reopen a view: ``?ws=...&view=unit&unit=conv2:17&n=10&bottom=0``,
+``?view=layer&layer=conv2``, ``?view=song&song=S0001&layer=conv3`` (``ws`` is a served workspace's name).
+
+Imports are absolute: Streamlit runs this file as a script (``__main__``), not as a module of the package.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import random
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import streamlit as st
+
+from audiovis.explore import SORT_KEYS
+from audiovis.ui.common import (
+    clip_player,
+    encoded_clip,
+    format_labels,
+    get_explorer,
+    goto,
+    heatmap,
+    histogram_png,
+    index_stamp,
+    page_error,
+    pick_workspace,
+    served_workspaces,
+    song_link,
+    unit_link,
+    unit_table,
+    unit_view_data,
+    ws_state,
+)
+
+VIEWS = {"unit": "Unit", "layer": "Layer overview", "song": "Song"}
+OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
+ALL_LAYERS = "(all layers)"
+# widget keys kept across views (Streamlit drops the state of widgets not drawn in a run)
+PERSIST = ("ws", "view", "layer", "unit", "n", "bottom", "sort", "query", "ov_layer", "ov_sort", "song",
+           "song_query", "song_layer", "song_units")
+
+
+# ----------------------------------------------------------------------------- state and URL
+def available_views() -> dict[str, str]:
+    """The built-in views plus the optional ones whose module imports (``audiovis.ui.<name>``)."""
+    out = dict(VIEWS)
+    for name, label in OPTIONAL_VIEWS.items():
+        try:
+            if importlib.util.find_spec(f"audiovis.ui.{name}") is not None:
+                out[name] = label
+        except (ImportError, ValueError):
+            pass
+    return out
+
+
+def _qp_int(qp, key: str, default: int) -> int:
+    try:
+        return int(qp.get(key, default))
+    except (TypeError, ValueError):
+        return default
+
+
+def init_state() -> None:
+    """First run of a session: widget values from the URL's query parameters. Later runs: apply a pending
+    navigation (:func:`audiovis.ui.common.goto`) and keep widget values across views."""
+    ss = st.session_state
+    if "_init" not in ss:
+        ss["_init"] = True
+        qp = st.query_params
+        ss["ws"], ss["_ws_refused"] = pick_workspace(qp.get("ws"))
+        view = qp.get("view", "unit")
+        ss["view"] = view if view in available_views() else "unit"
+        if qp.get("unit"):
+            ss["unit"] = qp["unit"].strip()
+            ss["layer"] = ss["unit"].split(":")[0]
+        elif qp.get("layer"):
+            ss["layer"] = qp["layer"]
+        if qp.get("layer"):
+            ss["ov_layer"] = ss["song_layer"] = qp["layer"]
+        ss["n"] = _qp_int(qp, "n", 10)
+        ss["bottom"] = str(qp.get("bottom", "0")).lower() in ("1", "true", "yes")
+        if qp.get("song"):
+            ss["song"] = qp["song"]
+        if qp.get("q"):
+            ss["query"] = qp["q"]
+    pending = ss.pop("_goto", None)
+    if pending:
+        for k, v in pending.items():
+            ss[k] = v
+    for k in PERSIST:
+        if k in ss:
+            ss[k] = ss[k]
+
+
+def sync_query(params: dict) -> None:
+    """Write the current view into the URL (shareable), only when it changed."""
+    params = {k: str(v) for k, v in params.items() if v is not None and v != ""}
+    if dict(st.query_params) != params:
+        st.query_params.from_dict(params)
+
+
+# ----------------------------------------------------------------------------- views
+def workspace_ui() -> str | None:
+    """Sidebar workspace picker (among the served ones only); the empty state when the workspace is not finished.
+    Returns its path."""
+    st.sidebar.title("audiovis")
+    served = served_workspaces()
+    if st.session_state.get("ws") not in served:
+        st.session_state["ws"] = next(iter(served))
+    if len(served) > 1:
+        name = st.sidebar.selectbox("Workspace", list(served), key="ws", help="the workspaces this server serves")
+    else:
+        name = st.session_state["ws"]
+        st.sidebar.caption(f"Workspace: **{name}**")
+    if st.session_state.pop("_ws_refused", False):
+        st.sidebar.warning("The workspace in the link is not served here; showing "
+                           f"'{name}'. This server serves: {', '.join(served)}.")
+    path = served[name]
+    state, msg = ws_state(path)
+    if state != "ready":
+        st.title("audiovis: hear what a music-recommendation network has learned")
+        st.info(msg, icon="📂")
+        st.markdown("Build the demo workspace (480 songs with ground truth, about 5 minutes on a laptop):")
+        st.code("audiovis demo", language="bash")
+        st.markdown("or one from your own music and listening log:")
+        st.code(f"audiovis run --workspace {path} --audio AUDIO_DIR --plays PLAYS.tsv", language="bash")
+        st.markdown(f"Then serve it with `audiovis serve --workspace {path}`.")
+        return None
+    return path
+
+
+def _unit_desc(rows: list[dict]) -> dict[str, str]:
+    out = {}
+    for r in rows:
+        s = f"{r['unit']}  ·  sel {r['selectivity']:.1f}  ·  str {r['strength']:.2f}"
+        if r.get("label"):
+            s += f"  ·  {r['label']}"
+        out[r["unit"]] = s
+    return out
+
+
+def _random_unit(options: list[str]) -> None:
+    st.session_state["unit"] = random.choice(options)
+
+
+def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
+    """Sidebar: layer, sorting, search, the unit, a random-unit button, number of clips, least-activating."""
+    ss = st.session_state
+    ex = get_explorer(ws_path)
+    stamp = index_stamp(ws_path)
+    layers = [ALL_LAYERS] + list(ex.layers)
+    if ss.get("layer") not in layers:
+        ss["layer"] = next(iter(ex.layers))
+    sb = st.sidebar
+    layer = sb.selectbox("Layer", layers, key="layer",
+                         format_func=lambda l: l if l == ALL_LAYERS else f"{l} ({ex.layers[l]} units)")
+    sorts = [s for s in SORT_KEYS if s != "label" or ex.dissection]
+    if ss.get("sort") not in sorts:
+        ss["sort"] = "selectivity"
+    sort = sb.selectbox("Sort by", sorts, key="sort",
+                        help="strength: mean of the top activations; selectivity: (strength - mean) / std; "
+                             "sparsity: share of windows where the unit is silent; label: best dissection score")
+    query = sb.text_input("Search", key="query", placeholder="unit or label, e.g. distorted guitar")
+    rows = unit_table(ws_path, None if layer == ALL_LAYERS else layer, sort, query, stamp)
+    if not rows:
+        sb.warning(f"No unit matches {query!r}.")
+        return None, 10, False
+    options = [r["unit"] for r in rows]
+    if ss.get("unit") not in options:
+        ss["unit"] = options[0]
+    desc = _unit_desc(rows)
+    unit = sb.selectbox(f"Unit ({len(options)})", options, key="unit", format_func=lambda u: desc.get(u, u))
+    sb.button("Random unit", icon=":material/shuffle:", on_click=_random_unit, args=(options,), width="stretch")
+    k = ex.index.k
+    ss["n"] = min(max(int(ss.get("n", 10)), 1), k)
+    n = sb.slider("Clips", 1, k, key="n")
+    bottom = sb.toggle("Least-activating clips", key="bottom")
+    return unit, n, bottom
+
+
+def unit_ui(ws_path: str) -> dict:
+    """A unit's top (or least) clips: audio, log-mel with the activation over time, ground truth; statistics."""
+    unit, n, bottom = unit_select_ui(ws_path)
+    if unit is None:
+        st.info("No unit to show: change the search.")
+        return {"view": "unit"}
+    ex = get_explorer(ws_path)
+    stamp = index_stamp(ws_path)
+    st.title(f"Unit {unit}")
+    labs = ex.unit_labels(unit)
+    if labs:
+        st.markdown("**Labels:** " + " · ".join(
+            f"`{x['concept']}` {x.get('score', float('nan')):.2f}{' ✓' if x.get('detector') else ''}"
+            for x in labs[:5]))
+    s = ex.unit_stats(unit)
+    c = st.columns([1, 1, 1, 1, 1, 3.5])
+    c[0].metric("strength", f"{s['strength']:.2f}", help="mean activation of its top clips")
+    c[1].metric("selectivity", f"{s['selectivity']:.1f}", help="(strength - mean) / std over all windows")
+    c[2].metric("sparsity", f"{s['sparsity']:.0%}", help="share of windows where the unit is silent (<= 0)")
+    c[3].metric("mean", f"{s['mean']:.2f}", help="mean activation over all windows")
+    c[4].metric("std", f"{s['std']:.2f}", help="standard deviation over all windows")
+    c[5].image(histogram_png(ws_path, unit, stamp), caption="activation histogram over all windows")
+    link = unit_link(unit, ws_path, n, bottom)
+    st.markdown(f"{'Least' if bottom else 'Top'} {n} clips, one per song, each {ex.cfg.window_s:g} s centred "
+                f"on the unit's peak (dashed line); cyan: activation over time. [Link to this view]({link})")
+    rows = unit_view_data(ws_path, unit, n, bottom, stamp)
+    for r in rows:
+        left, right = st.columns([2, 3], vertical_alignment="center")
+        with left:
+            link = song_link(r.song_id, ws_path, unit.split(':')[0])
+            st.markdown(f"**{r.rank}. {r.song_id}** · {r.start_s:.1f}–{r.end_s:.1f} s · "
+                        f"activation **{r.activation:.2f}** [song]({link})")
+            if r.labels:
+                st.caption(format_labels(r.labels))
+            clip_player(r.audio, r.mime)
+        with right:
+            st.image(r.image, width="stretch")
+    return {"view": "unit", "unit": unit, "n": n, "bottom": int(bottom)}
+
+
+def layer_ui(ws_path: str) -> dict:
+    """All units of a layer: a unit-by-concept heat map and a sortable table; a row opens its unit view."""
+    import pandas as pd
+    ss = st.session_state
+    ex = get_explorer(ws_path)
+    stamp = index_stamp(ws_path)
+    layers = list(ex.layers)
+    if ss.get("ov_layer") not in layers:
+        ss["ov_layer"] = ss.get("layer") if ss.get("layer") in layers else layers[0]
+    layer = st.sidebar.selectbox("Layer", layers, key="ov_layer",
+                                 format_func=lambda l: f"{l} ({ex.layers[l]} units)")
+    sorts = [s for s in SORT_KEYS if s != "label" or ex.dissection]
+    if ss.get("ov_sort") not in sorts:
+        ss["ov_sort"] = "unit"
+    sort = st.sidebar.selectbox("Sort by", sorts, key="ov_sort")
+    st.title(f"Layer {layer}: {ex.layers[layer]} units")
+    hm = None
+    if ex.labels:
+        hm, png = heatmap(ws_path, layer, stamp)
+        st.markdown("Mean activation of each unit over the windows with each ground-truth value, in standard "
+                    "deviations from the unit's mean (red: the unit fires more on that value).")
+        st.image(png, width="stretch")
+    rows = unit_table(ws_path, layer, sort, "", stamp)
+    df = pd.DataFrame(rows)[["unit", "strength", "selectivity", "sparsity", "mean", "label"]]
+    if hm is not None and len(hm.columns):
+        col = {u: i for i, u in enumerate(hm.units)}
+        best = [int(hm.z[col[u]].argmax()) for u in df["unit"]]
+        df["top concept"] = [hm.columns[b] for b in best]
+        df["z"] = [float(hm.z[col[u], b]) for u, b in zip(df["unit"], best)]
+    df.insert(1, "open", [unit_link(u, ws_path) for u in df["unit"]])
+    if not ex.dissection:
+        df = df.drop(columns=["label"])
+    st.markdown("Select a row to open its unit view (or follow its link).")
+    ev = st.dataframe(df, hide_index=True, on_select="rerun", selection_mode="single-row", key=f"ov_table_{layer}",
+                      column_config={"open": st.column_config.LinkColumn("open", display_text="open ↗"),
+                                     "sparsity": st.column_config.ProgressColumn("sparsity", min_value=0,
+                                                                                 max_value=1, format="%.2f")},
+                      width="stretch", height=420)
+    sel = ev.selection.rows if ev is not None and hasattr(ev, "selection") else []
+    if sel:
+        u = df["unit"].iloc[sel[0]]
+        goto(view="unit", unit=u, layer=layer, query="")
+    return {"view": "layer", "layer": layer}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _song_view(ws_path: str, song_idx: int, layer: str, n_units: int, stamp: str) -> tuple[bytes, list, dict, list]:
+    ex = get_explorer(ws_path)
+    v = ex.song_view(song_idx, layer, n_units)
+    return ex.song_picture(v), v["units"], v["labels"], v["segments"]
+
+
+def song_ui(ws_path: str) -> dict:
+    """A song's spectrogram with the activations of its most active units over time, and playback."""
+    ss = st.session_state
+    ex = get_explorer(ws_path)
+    stamp = index_stamp(ws_path)
+    q = st.sidebar.text_input("Find a song", key="song_query", placeholder="id or label, e.g. waltz flute")
+    idx = ex.find_songs(q, limit=500)
+    if not idx:
+        st.sidebar.warning(f"No song matches {q!r}.")
+        return {"view": "song"}
+    options = [ex.song_ids[i] for i in idx]
+    if ss.get("song") not in options:
+        ss["song"] = options[0]
+    sid = st.sidebar.selectbox(f"Song ({len(options)})", options, key="song")
+    layers = list(ex.layers)
+    if ss.get("song_layer") not in layers:
+        ss["song_layer"] = layers[-3] if len(layers) >= 3 else layers[0]
+    layer = st.sidebar.selectbox("Layer", layers, key="song_layer")
+    n_units = st.sidebar.slider("Units", 1, 10, 5, key="song_units")
+    song_idx = ex.song_ids.index(sid)
+    st.title(f"Song {sid}")
+    problem = ex.song_problem(song_idx)
+    if problem is not None:
+        st.warning(f"No activations to show: {problem}. Fix or replace the file, then run `audiovis featurize` "
+                   "and `audiovis index` (`audiovis report` lists every problem).")
+        return {"view": "song", "song": sid, "layer": layer}
+    png, units, labels, _segs = _song_view(ws_path, song_idx, layer, n_units, stamp)
+    if labels:
+        st.caption(format_labels(labels))
+    data, mime = encoded_clip(ws_path, song_idx, 0.0, min(ex.song_duration(song_idx), 600.0))
+    clip_player(data, mime)
+    st.image(png, width="stretch")
+    st.markdown(f"Most active {layer} units in this song (peak in std above the unit's mean):")
+    cols = st.columns(min(len(units), 5) or 1)
+    for i, (u, z) in enumerate(units):
+        with cols[i % len(cols)]:
+            if st.button(f"{u} (+{z:.1f} σ)", key=f"song_unit_{u}", width="stretch"):
+                goto(view="unit", unit=u, layer=layer, query="")
+    return {"view": "song", "song": sid, "layer": layer}
+
+
+def optional_ui(name: str, ws_path: str) -> dict:
+    """A view provided by another module, ``audiovis.ui.<name>.<name>_ui(ws_path)``."""
+    mod = importlib.import_module(f"audiovis.ui.{name}")
+    getattr(mod, f"{name}_ui")(ws_path)
+    return {"view": name}
+
+
+def main() -> None:
+    st.set_page_config(page_title="audiovis: listening page", page_icon="🎧", layout="wide")
+    init_state()
+    try:
+        ws_path = workspace_ui()
+        if ws_path is None:
+            sync_query({"ws": st.session_state.get("ws")})
+            return
+        views = available_views()
+        if st.session_state.get("view") not in views:
+            st.session_state["view"] = "unit"
+        view = st.sidebar.radio("View", list(views), key="view", format_func=views.get, horizontal=False)
+        if view == "unit":
+            params = unit_ui(ws_path)
+        elif view == "layer":
+            params = layer_ui(ws_path)
+        elif view == "song":
+            params = song_ui(ws_path)
+        else:
+            params = optional_ui(view, ws_path)
+    except Exception as e:          # never a traceback in the page (Streamlit's rerun/stop are BaseExceptions)
+        st.error(page_error(e, st.session_state.get("ws", "")), icon="⚠️")
+        params = {"view": st.session_state.get("view")}
+    sync_query({"ws": st.session_state.get("ws"), **params})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Uploaded bytes (the page's upload box): size-checked before anything is written, then decoded in a
+temporary directory, never the workspace; errors quote the upload's own file name. An upload is kept in the
+workspace (``WS/uploads/NAME``) only when it is added and has passed validation."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from .append import add_songs
+from .coldstart import MAX_UPLOAD_BYTES, ColdStartConfig, get_engine, validate_audio
+from .errors import AudioError
+from .features import song_frames
+from .results import recommendation_json
+from .workspace import atomic_path
+
+
+def _safe_name(name: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "._- " else "_" for c in Path(name).name).strip(" .")
+    return keep[:120] or "upload"
+
+
+def check_upload_size(name: str, size: int, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
+    """Refuse an upload by its size alone, before its bytes are written anywhere."""
+    if size > max_bytes:
+        raise AudioError(f"'{name}': {size / 1048576:.1f} MB is larger than the upload limit of "
+                         f"{max_bytes / 1048576:.0f} MB")
+    if size == 0:
+        raise AudioError(f"'{name}': file is empty (0 bytes)")
+
+
+def recommend_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | None = None, **kwargs) -> dict:
+    """:meth:`audiovis.coldstart.ColdStart.recommend` for uploaded bytes: size-checked first, then written to a
+    temporary directory (never the workspace), validated (duration cap) and embedded; errors quote ``name``.
+
+    Returns the JSON-serialisable recommendation (with ``timeline`` unless ``timeline=False``)."""
+    eng = get_engine(workspace, cfg)
+    check_upload_size(name, len(data), eng.cfg.max_bytes)
+    kwargs.setdefault("timeline", True)
+    with tempfile.TemporaryDirectory(prefix="audiovis-upload-") as d:
+        p = Path(d) / _safe_name(name)
+        p.write_bytes(data)
+        rec = eng.recommend(p, name=name, max_bytes=eng.cfg.max_bytes, exclude_self=False, **kwargs)
+    for r in rec["similar"]:
+        r["clip_start_s"], r["clip_end_s"], r["clip_cosine"] = eng.best_window(r["song_idx"],
+                                                                              rec["embedding"].factors)
+    return recommendation_json(rec)
+
+
+def add_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | None = None) -> dict:
+    """Validate uploaded bytes in a temporary directory, then keep them as ``WS/uploads/<name>`` and add the
+    song (:func:`audiovis.append.add_songs`). Nothing is written into the workspace unless the file passes
+    validation."""
+    eng = get_engine(workspace, cfg)
+    check_upload_size(name, len(data), eng.cfg.max_bytes)
+    with tempfile.TemporaryDirectory(prefix="audiovis-upload-") as d:
+        p = Path(d) / _safe_name(name)
+        p.write_bytes(data)
+        validate_audio(p, name, max_bytes=eng.cfg.max_bytes, max_duration=eng.cfg.max_duration)
+        song_frames(p, eng.fcfg, name, max_duration=eng.cfg.max_duration)   # decodes cleanly
+        dest_dir = eng.ws.path / "uploads"
+        dest_dir.mkdir(exist_ok=True)
+        dest = dest_dir / _safe_name(name)
+        n = 1
+        while dest.exists():
+            dest = dest_dir / f"{Path(_safe_name(name)).stem}-{n}{Path(name).suffix}"
+            n += 1
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(p, tmp)
+    out = add_songs(eng.ws, [dest], cfg=eng.cfg)
+    if not out["added"]:
+        dest.unlink(missing_ok=True)
+    return out
+
