@@ -1,18 +1,19 @@
 """audiovis: hear what a content-based music-recommendation network has learned.
 
 The Python API (docs/model.md): ``Workspace`` (storage), ``run_pipeline`` (every stage), ``UnitIndex`` (each
-unit's top clips and statistics), ``get_engine`` / ``ColdStart`` (embed and recommend new songs) and
-``add_songs`` (add them without retraining). ``import audiovis`` stays light: all but ``Workspace``, the configs
-and the errors are imported on first use (torch only then).
+unit's top clips and statistics), ``get_engine`` / ``ColdStart`` (embed and recommend new songs),
+``add_songs`` (add them without retraining) and ``export_index`` / ``read_export`` (the index as versioned
+files). ``import audiovis`` stays light: all but ``Workspace``, the configs and the errors are imported on first
+use (torch only then).
 """
 from .config import FactorConfig, FeatureConfig
 from .errors import AudioError, AudiovisError, DataError, DependencyError, ParameterError, WorkspaceError
 from .workspace import Workspace
 
 __version__ = "0.1.0"
-__all__ = ["Workspace", "run_pipeline", "UnitIndex", "ColdStart", "get_engine", "add_songs", "FeatureConfig",
-           "FactorConfig", "AudiovisError", "ParameterError", "AudioError", "DataError", "DependencyError",
-           "WorkspaceError", "__version__"]
+__all__ = ["Workspace", "run_pipeline", "UnitIndex", "ColdStart", "get_engine", "add_songs", "export_index",
+           "read_export", "FeatureConfig", "FactorConfig", "AudiovisError", "ParameterError", "AudioError",
+           "DataError", "DependencyError", "WorkspaceError", "__version__"]
 
 
 def __getattr__(name: str):
@@ -26,6 +27,9 @@ def __getattr__(name: str):
         value = getattr(coldstart, name)
     elif name == "add_songs":
         from .append import add_songs as value
+    elif name in ("export_index", "read_export"):
+        from . import export
+        value = getattr(export, name)
     else:
         raise AttributeError(f"module 'audiovis' has no attribute {name!r}")
     globals()[name] = value

@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     _ws_arg(p)
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--id", dest="ids", action="append", help="song id per file, in order (default: file stem)")
+    p = sub.add_parser("export", help="write the unit index as versioned JSON Lines or Parquet files "
+                                      "(docs/model.md, Export)")
+    _ws_arg(p)
+    p.add_argument("--out", required=True, help="folder to write (an earlier export there is replaced)")
+    p.add_argument("--format", dest="fmt", default="jsonl", choices=["jsonl", "parquet"],
+                   help="table format (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds something else")
     from .visualise.cli import add_parsers as _add_visualise_parsers  # filters, dream, auralise, backward, dissect
     _add_visualise_parsers(sub, _ws_arg)
     ap.subcommands = sub.choices
@@ -244,6 +251,9 @@ def _dispatch(a) -> int:
     elif a.cmd in ("filters", "dream", "auralise", "backward", "dissect"):
         from .visualise.cli import run as _run_visualise
         return _run_visualise(ws, a)
+    elif a.cmd == "export":
+        from .export import export_index
+        _print(export_index(ws, a.out, fmt=a.fmt, force=a.force))
     elif a.cmd in ("embed", "recommend", "add"):
         return _coldstart(ws, a)
     return 0
