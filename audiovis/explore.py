@@ -22,7 +22,7 @@ from . import clips as _clips
 from .activations import Recorder
 from .errors import ParameterError, WorkspaceError
 from .index import UnitIndex
-from .labels import DISSECTION_FILE, clip_labels, concept_at, load_dissection, text_matches  # noqa: F401
+from .labels import clip_labels, concept_at, load_dissection, text_matches
 from .pictures import render_clip, render_song
 from .units import Unit, parse_unit
 from .workspace import Workspace

@@ -16,30 +16,12 @@ import pytest
 import soundfile as sf
 
 from audiovis.errors import ParameterError
-from audiovis.explore import Explorer, clip_labels, text_matches, workspace_state
+from audiovis.explore import Explorer, workspace_state
 
 
 @pytest.fixture(scope="module")
 def ex(built_ws):
     return Explorer(built_ws[0])
-
-
-def test_text_matches_loosely():
-    assert text_matches("distorted guitar", ["lead=distortion_guitar"])
-    assert text_matches("Tenor Sax", ["lead=tenor_sax"])
-    assert text_matches("", ["anything"])
-    assert not text_matches("flute", ["lead=distortion_guitar"])
-    assert not text_matches("distorted violin", ["lead=distortion_guitar"])
-
-
-def test_clip_labels_use_segments():
-    segs = [{"concept": "lead", "start_s": 0.0, "end_s": 5.0, "value": "none"},
-            {"concept": "lead", "start_s": 5.0, "end_s": 20.0, "value": "flute"}]
-    song = {"lead": "flute", "groove": "rock"}
-    assert clip_labels(song, segs, 1.0, 4.0) == {"lead": "none", "groove": "rock"}
-    assert clip_labels(song, segs, 8.0, 11.0)["lead"] == "flute"
-    assert clip_labels(song, segs, 4.0, 7.0)["lead"] == "none→flute"
-    assert clip_labels(song, [], 1.0, 4.0) == song
 
 
 def test_unit_table_sort_and_search(ex):
