@@ -21,11 +21,12 @@ class Recorder:
     def __init__(self, model: nn.Module, layers: str | list[str]):
         self.model = model
         self.layers = [layers] if isinstance(layers, str) else list(layers)
-        modules = dict(model.named_children())
-        missing = [name for name in self.layers if name not in modules]
+        modules = dict(model.named_modules())              # "conv2", or a nested "encoder.block3"
+        missing = [name for name in self.layers if not name or name not in modules]
         if missing:
             from .errors import ParameterError
-            raise ParameterError(f"no layer named {missing[0]!r}; layers are {', '.join(modules)}")
+            raise ParameterError(f"no layer named {missing[0]!r}; layers are "
+                                 f"{', '.join(n for n, _ in model.named_children())} (or their submodules)")
         self._modules = [modules[n] for n in self.layers]
         self._handles: list = []
         self._thread: int | None = None

@@ -3,7 +3,9 @@
 Each file is validated, featurized and embedded by the cold-start engine (:mod:`audiovis.coldstart`, the same
 front end, model and window reduction as the catalogue), then appended to every artifact: catalogue rows,
 features, per-window activations, top/bottom-k lists and statistics (:func:`audiovis.index.merge_unit_data`),
-predicted factors, the approximate index if one was saved. Each file is replaced atomically; a journal of the
+predicted factors, the approximate index if one was saved, and the layers' dictionaries after the commit
+(:func:`audiovis.dictionary.update_dictionaries`: encoded with their saved weights; one left behind by a crash
+is shown as stale, with the command that rebuilds it). Each file is replaced atomically; a journal of the
 small artifacts, written first and removed after the database commit, lets the next ``add`` roll back an
 interrupted one (:func:`recover`; rows appended to the large arrays beyond ``offsets[-1]`` / ``n_windows`` are
 ignored and overwritten). Statistics are merged exactly from counts (mean, std, sparsity, strength,
@@ -24,6 +26,7 @@ import numpy as np
 from .ann import have_faiss
 from .catalog import content_hash
 from .coldstart import ColdStart, ColdStartConfig, Embedding, as_list, forget_engine, get_engine
+from .dictionary import update_dictionaries
 from .errors import AudioError, AudiovisError, ParameterError, WorkspaceError
 from .index import merge_unit_data
 from .workspace import Workspace, atomic_path, save_json, save_npy, save_npz
@@ -155,6 +158,7 @@ def add_songs(workspace: str | os.PathLike | Workspace, files, song_ids=None, pr
     if not embs:
         return {"added": [], "failed": failed}
     added = _append(eng, embs)
+    update_dictionaries(eng.ws)        # the layers' dictionaries encode the new windows (audiovis.dictionary)
     # a saved approximate index catches up with the new rows
     forget_engine(eng.ws)
     idir = eng.ws.index_dir
@@ -209,7 +213,7 @@ def _append(eng: ColdStart, embs: list[Embedding]) -> list[dict]:
     # 3. the small ones
     save_npy(fd / "offsets.npy", np.concatenate([offsets[:n0 + 1], np.array(new_off, np.int64)]))
     save_npy(fd / "windows.npy", np.concatenate([windows[:nW], np.concatenate(new_win)]).astype(windows.dtype))
-    d = merge_unit_data(uidx.data, nW, A, P, widx, wsong, uidx.k)
+    d = merge_unit_data(uidx.model_data, nW, A, P, widx, wsong, uidx.k)     # the layer index, not dictionaries
     save_npz(idir / "units.npz", **d)
     new_pred = np.stack([e.factors for e in embs]).astype(np.float32)
     save_npy(idir / "song_factors_pred.npy", np.concatenate([uidx.song_factors[:n0], new_pred]))

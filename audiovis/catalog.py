@@ -203,7 +203,7 @@ def _drop_duplicates(songs: list[tuple], problems: list[tuple[str, str]]) -> tup
     return [s for s in songs if s[0] not in aliases], aliases
 
 
-def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLike, plays: str | os.PathLike,
+def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLike, plays: str | os.PathLike | None,
            manifest: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
            segments: str | os.PathLike | None = None, max_duration: float = FeatureConfig.max_duration,
            min_duration: float = 3.0, allow_outside: bool = False, force: bool = False, progress: bool = True) -> dict:
@@ -214,8 +214,9 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     workspace : str, Path or Workspace
     audio_dir : str or Path
         The library root; scanned recursively when there is no manifest.
-    plays : str or Path
-        Listening log (see :func:`audiovis.plays.read_log`).
+    plays : str, Path or None
+        Listening log (see :func:`audiovis.plays.read_log`). None: no plays (an index-only workspace for a model
+        of your own, :mod:`audiovis.adapters`; factorize, train and evaluate need plays).
     manifest : str or Path, optional
         CSV mapping song ids to files; without it a file's stem is its song id.
     labels, segments : str or Path, optional
@@ -247,18 +248,26 @@ def ingest(workspace: str | os.PathLike | Workspace, audio_dir: str | os.PathLik
     sig = engine_signature(audio_dir, plays, manifest, labels, segments, max_duration, min_duration, allow_outside)
     if not force and ws.exists() and ws.get_meta("done:ingest", {}).get("signature") == sig:
         return ws.get_meta("done:ingest")["summary"]
-    log = read_log(plays)
+    log = read_log(plays) if plays is not None else None
     mapping, problems = _find_files(audio_dir, manifest, allow_outside)
     songs = _check_songs(mapping, problems, max_duration, min_duration, progress)
     songs, aliases = _drop_duplicates(songs, problems)
-    counted = _count_plays(log, songs, aliases, plays, problems)
+    if log is None:                      # an index-only workspace (a model of your own, no listening log)
+        if not songs:
+            raise DataError(f"no usable audio under '{audio_dir}': {len(problems)} files skipped"
+                            + (f", e.g. {problems[0][0]}: {problems[0][1]}" if problems else ""))
+        counted = _Plays({s[0]: i for i, s in enumerate(songs)}, {}, [], 0, {})
+    else:
+        counted = _count_plays(log, songs, aliases, plays, problems)
     label_map = read_labels(labels) if labels else {}
     seg_rows = read_segments(segments) if segments else []
-    _write_catalog(ws, songs, counted, label_map, seg_rows, problems + _log_problems(log, plays, counted))
+    log_rows = _log_problems(log, plays, counted) if log is not None else []
+    _write_catalog(ws, songs, counted, label_map, seg_rows, problems + log_rows)
     summary = {
         "songs": len(songs), "songs_skipped": len(problems),
         "users": len(counted.users), "pairs": len(counted.rows), "plays": float(sum(r[2] for r in counted.rows)),
-        "log_rows": log.n_rows, "log_format": log.format, "log_problems": dict(log.problems),
+        "log_rows": log.n_rows if log else 0, "log_format": log.format if log else None,
+        "log_problems": dict(log.problems) if log else {},
         "unknown_song_pairs": counted.unknown, "duplicates": len(aliases),
         "labelled_songs": len([s for s in label_map if s in counted.song_idx]),
     }

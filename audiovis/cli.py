@@ -29,9 +29,11 @@ def _ws_arg(p, default=None):
                    help="workspace folder (default: %(default)s)")
 
 
-def _inputs(p):
+def _inputs(p, plays_required=True):
     p.add_argument("--audio", required=True, help="folder of audio files (WAV, FLAC, OGG, Opus, MP3)")
-    p.add_argument("--plays", required=True, help="listening log: MSD triplets, or CSV/TSV with user, song, plays")
+    p.add_argument("--plays", required=plays_required,
+                   help="listening log: MSD triplets, or CSV/TSV with user, song, plays"
+                        + ("" if plays_required else " (optional with --model: an index-only workspace)"))
     p.add_argument("--manifest", help="CSV with song_id and file columns (default: file stems are song ids)")
     p.add_argument("--labels", help="CSV of ground-truth concepts per song (optional)")
     p.add_argument("--segments", help="CSV song_id,start_s,end_s,concept,value (optional)")
@@ -108,6 +110,25 @@ def _engine_opts(p):
                         "local Ray for the run)")
 
 
+def _model_opts(p):
+    g = p.add_argument_group("a model of your own (docs/model.md, Your own model)")
+    g.add_argument("--model", default=None,
+                   help="index this model instead of training one: crepe, crepe:tiny, crepe:full, a TorchScript "
+                        "file, or an import path package.module:factory returning an audiovis.adapters adapter "
+                        "(index: 'cnn' goes back to the trained CNN)")
+    g.add_argument("--model-sr", type=int, default=None, help="a TorchScript model's sample rate (default 16000)")
+    g.add_argument("--model-input", default=None, choices=["waveform", "logmel"],
+                   help="what a TorchScript model eats (default: waveform)")
+
+
+def _model(a):
+    """The adapter of ``--model`` (None without it)."""
+    if getattr(a, "model", None) in (None, "cnn"):
+        return a.model if a.cmd == "index" else None       # index --model cnn: back to the trained CNN
+    from .adapters import load_adapter
+    return load_adapter(a.model, sr=a.model_sr, input=a.model_input)
+
+
 def _serve_opts(p):
     g = p.add_argument_group("page server")
     g.add_argument("--port", type=int, default=8501)
@@ -132,8 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
             _jobs_opt(p)
         if name in ("featurize", "index"):
             _engine_opts(p)
+        if name == "index":
+            _model_opts(p)
     p = sub.add_parser("run", help="every stage, from audio and plays to the unit index")
-    _ws_arg(p), _inputs(p), _config_opts(p, CONFIGS), _jobs_opt(p)
+    _ws_arg(p), _inputs(p, plays_required=False), _config_opts(p, CONFIGS), _jobs_opt(p), _model_opts(p)
+    p.add_argument("--serve", action="store_true", help="then serve the listening page for the workspace")
+    _serve_opts(p)
     p = sub.add_parser("demo", help="build the demo workspace from samples/ if missing, then serve the page")
     _ws_arg(p), _config_opts(p, CONFIGS), _jobs_opt(p)
     p.add_argument("--no-serve", action="store_true", help="build only")
@@ -159,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=10, help="likely listeners")
     p.add_argument("--units", type=int, default=10, help="most active units")
     p.add_argument("--json", action="store_true", help="JSON for programs instead of tables")
+    p.add_argument("--ablate", action="append", default=[], metavar="UNIT",
+                   help="counterfactual: silence UNIT (e.g. conv3:17) where it fires; repeatable (docs/coldstart.md)")
+    p.add_argument("--clamp", action="append", default=[], metavar="UNIT=VALUE",
+                   help="counterfactual: hold UNIT at VALUE (its activation units) everywhere, e.g. conv3:17=2.5; "
+                        "repeatable")
+    p.add_argument("--drivers", action="store_true", help="the units that drove the song towards each listener")
     p = sub.add_parser("add", help="add new songs to a workspace without retraining")
     _ws_arg(p)
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -170,6 +201,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", dest="fmt", default="jsonl", choices=["jsonl", "parquet"],
                    help="table format (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds something else")
+    p = sub.add_parser("dictionary", help="learn a sparse dictionary of a layer: features browsable like units "
+                                          "(docs/visualise.md)")
+    _ws_arg(p)
+    p.add_argument("--layer", required=True, help="the layer, e.g. dense1 (its features: dense1.dict:17)")
+    p.add_argument("--features", type=int, default=48, help="dictionary size (default: %(default)s)")
+    p.add_argument("-k", type=int, default=6, help="active features per window (TopK; default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=150, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="retrain even if up to date")
+    p = sub.add_parser("explain", help="a one-line explanation and a simulation score for every unit and "
+                                       "dictionary feature (docs/visualise.md)")
+    _ws_arg(p)
+    p.add_argument("--no-descriptors", action="store_true", help="ground-truth concepts only (no librosa pass)")
+    p.add_argument("--max-terms", type=int, default=3, help="terms per explanation (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="the split of the songs into fitting and scoring halves")
+    p.add_argument("--force", action="store_true", help="recompute the cached descriptors")
+    p = sub.add_parser("listeners", help="which listeners each unit recruits (ablation effects on x_u . y; "
+                                         "docs/visualise.md)")
+    _ws_arg(p)
+    p.add_argument("--unit", help="then show this unit's top listeners, e.g. conv3:17")
+    p.add_argument("-n", type=int, default=10, help="listeners to show with --unit (default: %(default)s)")
+    p.add_argument("--top", type=int, default=20, help="top listeners stored per unit (default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="recompute even if up to date")
     from .visualise.cli import add_parsers as _add_visualise_parsers  # filters, dream, auralise, backward, dissect
     _add_visualise_parsers(sub, _ws_arg)
     ap.subcommands = sub.choices
@@ -230,12 +284,16 @@ def _dispatch(a) -> int:
             print((ws.path / "evaluation.md").read_text())
         else:
             from .engines import build_index
-            _print(build_index(ws, c["index"], engine=a.engine, ray_address=a.ray_address, force=a.force))
+            _print(build_index(ws, c["index"], engine=a.engine, ray_address=a.ray_address, force=a.force,
+                               model=_model(a)))
+            _print_report(ws, "index")
     elif a.cmd == "run":
         from .pipeline import run_pipeline
         out = run_pipeline(ws, a.audio, a.plays, a.manifest, a.labels, a.segments, n_jobs=a.jobs,
-                           allow_outside=a.allow_outside, **_configs(a))
+                           allow_outside=a.allow_outside, model=_model(a), **_configs(a))
         _finish(ws, out)
+        if a.serve:
+            return serve([ws.path], a.port, host=a.host, allow_add=a.allow_add)
     elif a.cmd == "demo":
         from .pipeline import demo_inputs, run_pipeline, samples_dir
         if not (samples_dir() / "plays.tsv").exists():
@@ -254,6 +312,27 @@ def _dispatch(a) -> int:
     elif a.cmd == "export":
         from .export import export_index
         _print(export_index(ws, a.out, fmt=a.fmt, force=a.force))
+    elif a.cmd == "dictionary":
+        import torch
+
+        from .dictionary import DictionaryConfig, dictionary_summary, train_dictionary
+        # small matrices: one thread (two were many times slower on a busy 2-core machine)
+        torch.set_num_threads(int(os.environ.get("AUDIOVIS_TORCH_THREADS", "1")))
+        rep = train_dictionary(ws, a.layer, DictionaryConfig(features=a.features, k=a.k, epochs=a.epochs,
+                                                             seed=a.seed), force=a.force)
+        print(dictionary_summary(rep))
+        print(f"features are browsable as layer {rep['name']}; `audiovis dissect -w {ws.path}` labels them, "
+              f"`audiovis explain -w {ws.path}` explains them")
+    elif a.cmd == "explain":
+        from .explain import explain, explanation_summary
+        print(explanation_summary(explain(ws, descriptors=not a.no_descriptors, max_terms=a.max_terms,
+                                          seed=a.seed, force_descriptors=a.force)))
+        print(f"wrote {ws.index_dir / 'explanations.json'}")
+    elif a.cmd == "listeners":
+        from .listeners import build_listeners, format_unit_listeners, unit_listeners
+        _print(build_listeners(ws, n_top=a.top, force=a.force))
+        if a.unit:
+            print(format_unit_listeners(unit_listeners(ws, a.unit, a.n)))
     elif a.cmd in ("embed", "recommend", "add"):
         return _coldstart(ws, a)
     return 0
@@ -277,7 +356,8 @@ def _coldstart(ws, a) -> int:
         elif embs:
             print(f"wrote {len(embs)} embedding(s) to {a.out}", file=sys.stderr)
     elif a.cmd == "recommend":
-        rec = results.recommendation_json(eng.recommend(a.file, k=a.k, n_users=a.users, n_units=a.units))
+        rec = results.recommendation_json(eng.recommend(a.file, k=a.k, n_users=a.users, n_units=a.units,
+                                                        ablate=a.ablate, clamp=a.clamp, drivers=a.drivers))
         for note in rec["song"].get("warnings", []):
             print(f"audiovis: warning: {note}", file=sys.stderr)
         print(json.dumps(rec, indent=2) if a.json else results.format_recommendation(rec))

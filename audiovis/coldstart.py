@@ -28,12 +28,14 @@ import torch
 
 from . import audio
 from .activations import Recorder
+from .adapters import is_adapter_index
 from .ann import ANN_THRESHOLD, VectorIndex, have_faiss
 from .config import Config
-from .errors import AudioError, AudiovisError
+from .errors import AudioError, AudiovisError, WorkspaceError
 from .factors import load_factors
 from .features import frame_windows, song_frames
 from .index import UnitIndex, reduce_windows
+from .listeners import counterfactual, listener_drivers
 from .train import load_model
 from .units import layer_sizes, parse_unit
 from .workspace import Workspace, save_json
@@ -338,7 +340,8 @@ class ColdStart:
 
     def recommend(self, file: str | os.PathLike, k: int | None = None, n_users: int | None = None,
                   n_units: int | None = None, exclude=None, exclude_self: bool = True, name: str | None = None,
-                  timeline: bool = False, max_bytes: int | None = None) -> dict:
+                  timeline: bool = False, max_bytes: int | None = None, ablate=(), clamp=(),
+                  drivers: bool = False) -> dict:
         """Everything the page shows for a new song.
 
         Parameters
@@ -352,13 +355,19 @@ class ColdStart:
             Leave out a catalogue song whose audio is this very file.
         timeline : bool
             Add ``"timeline": {unit: {"t": [...], "activation": [...]}}`` for the returned units.
+        ablate, clamp : units to ablate (``["conv3:17"]``) or clamp (``["conv3:17=2.5"]``): adds
+            ``"counterfactual"`` (:func:`audiovis.listeners.counterfactual`).
+        drivers : bool
+            Add ``"drivers"`` to each listener: the units that drove the song towards them
+            (:func:`audiovis.listeners.listener_drivers`).
 
         Returns
         -------
         dict with ``song`` (embedding summary), ``similar``, ``listeners``, ``units``, ``search``.
         """
         cfg = self.cfg
-        emb = self.embed_file(file, name=name, units=True, series=timeline, max_bytes=max_bytes)
+        emb = self.embed_file(file, name=name, units=True, series=timeline, max_bytes=max_bytes,
+                              keep_frames=bool(ablate or clamp or drivers))
         ex = {int(i) for i in (exclude or [])}
         if exclude_self:
             me = self._paths.get(str(Path(file).resolve()))
@@ -375,8 +384,19 @@ class ColdStart:
             for u in out["units"]:
                 t, a = self.timeline(emb, u["unit"])
                 out["timeline"][u["unit"]] = {"t": t.tolist(), "activation": a.tolist()}
+        if drivers:
+            listener_drivers(self, emb, out["listeners"])
+        if ablate or clamp:
+            out["counterfactual"] = self.counterfactual(emb, ablate, clamp, k or cfg.k, n_users or cfg.n_users,
+                                                        exclude=sorted(ex))
         out["embedding"] = emb
         return out
+
+    def counterfactual(self, emb: Embedding, ablate=(), clamp=(), k: int = 10, n_users: int = 10,
+                       exclude=None) -> dict:
+        """Similar songs and likely listeners with units ablated or clamped, next to the original ones (an
+        embedding kept with ``keep_frames=True``; :func:`audiovis.listeners.counterfactual`)."""
+        return counterfactual(self, emb, ablate, clamp, k=k, n_users=n_users, exclude=exclude)
 
 
 def as_list(files) -> list:
@@ -403,6 +423,11 @@ def engine_signature(ws: Workspace) -> tuple:
 def get_engine(workspace: str | os.PathLike | Workspace, cfg: ColdStartConfig | None = None) -> ColdStart:
     """A cached :class:`ColdStart` for the workspace, reloaded when its model, index or factors change."""
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if ws.exists() and is_adapter_index(ws):
+        raise WorkspaceError(f"workspace '{ws.path}' indexes a model of your own "
+                             f"({(ws.get_meta('adapter') or {}).get('name', '--model')}): cold-start queries "
+                             f"(embed, recommend, add) need the CNN audiovis trains from a listening log; build one "
+                             f"with `audiovis run -w NEW_WS --audio AUDIO_DIR --plays PLAYS.tsv`")
     key = str(ws.path)
     sig = engine_signature(ws)
     hit = _ENGINES.get(key)

@@ -20,14 +20,17 @@ import torch
 
 from . import clips as _clips
 from .activations import Recorder
+from .adapters import WindowSource, adapter_curves, read_unit_notes, workspace_adapter
+from .dictionary import feature_curves
 from .errors import ParameterError, WorkspaceError
+from .explain import load_explanations
 from .index import UnitIndex
 from .labels import clip_labels, concept_at, load_dissection, text_matches
 from .pictures import render_clip, render_song
 from .units import Unit, parse_unit
 from .workspace import Workspace
 
-SORT_KEYS = ("strength", "selectivity", "sparsity", "label", "unit")
+SORT_KEYS = ("strength", "selectivity", "sparsity", "label", "score", "unit")
 
 
 # ----------------------------------------------------------------------------- data classes
@@ -89,11 +92,17 @@ class Explorer:
         ws.require("index")
         self.ws = ws
         self.index = UnitIndex(ws)
-        if model is None:
-            from .train import load_model
-            model, _ = load_model(ws)
-        self.model = model.eval()
         self.store = self.index.store
+        self.adapter = workspace_adapter(ws, indexed=True) if model is None else None   # one of your own
+        self.model_name = self.adapter.name if self.adapter is not None else "audiovis CNN"
+        self.unit_notes = read_unit_notes(ws.index_dir)       # e.g. CREPE's pitch bins: "440.0 Hz (A4)"
+        if self.adapter is not None:
+            self.model, self.source = None, WindowSource(ws, self.store, self.adapter)
+        else:
+            if model is None:
+                from .train import load_model
+                model, _ = load_model(ws)
+            self.model = model.eval()
         self.cfg = self.store.cfg
         self.hop_s = self.cfg.hop_length / self.cfg.sr
         self.songs = ws.songs()
@@ -103,6 +112,7 @@ class Explorer:
         for s in ws.segments():
             self._segments.setdefault(s["song_id"], []).append(s)
         self.dissection = load_dissection(ws)
+        self.explanations = load_explanations(ws)               # audiovis explain: {unit: {text, score}}
         self._window_concepts: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------- units
@@ -117,6 +127,10 @@ class Explorer:
         """Dissection labels of a unit, best first (empty without ``dissection.json``)."""
         return self.dissection.get(str(self.parse(unit)), [])
 
+    def unit_explanation(self, unit: str | Unit) -> dict | None:
+        """The unit's explanation and simulation score (:mod:`audiovis.explain`), None without one."""
+        return self.explanations.get(str(self.parse(unit)))
+
     def unit_table(self, layer: str | None = None, sort: str = "strength", query: str = "",
                    descending: bool = True) -> list[dict]:
         """Units of a layer (or all) with their statistics and best label, filtered and sorted.
@@ -125,7 +139,8 @@ class Explorer:
         ----------
         sort : str
             'strength' (mean of the top activations), 'selectivity' ((strength - mean) / std), 'sparsity'
-            (fraction of windows with activation <= 0), 'label' (score of the best dissection label) or 'unit'.
+            (fraction of windows with activation <= 0), 'label' (score of the best dissection label), 'score'
+            (the explanation's simulation score, :mod:`audiovis.explain`) or 'unit'.
         query : str
             Keep units whose name or labels match loosely (see :func:`text_matches`), e.g. 'distorted guitar'.
         """
@@ -139,7 +154,11 @@ class Explorer:
             r["label"] = labs[0]["concept"] if labs else ""
             r["label_score"] = float(labs[0].get("score", np.nan)) if labs else float("nan")
             r["labels"] = ", ".join(f"{x['concept']} ({x.get('score', float('nan')):.2f})" for x in labs[:3])
-            if query and not text_matches(query, [r["unit"]] + [x["concept"] for x in labs]):
+            r["note"] = self.unit_notes.get(r["unit"], "")
+            e = self.explanations.get(r["unit"], {})
+            r["explanation"], r["score"] = e.get("text", ""), float(e.get("score") or np.nan)
+            if query and not text_matches(query, [r["unit"], r["note"], r["explanation"]]
+                                          + [x["concept"] for x in labs]):
                 continue
             rows.append(r)
         if sort == "unit":
@@ -193,6 +212,11 @@ class Explorer:
                           dense_hop_frames: int = 8) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`activation_curve` for several (song_idx, start_s, end_s) spans, batched through the model."""
         u = self.parse(unit)
+        if self.index.is_dictionary(u.layer):       # a dictionary feature: its layer's windows, encoded
+            return feature_curves(self, u, spans, dense_hop_frames)
+        if self.adapter is not None:                # a model of your own: from the audio, at its rate
+            return [(r[0], r[1][0]) if r is not None else (np.zeros(0), np.zeros(0)) for r in
+                    adapter_curves(self.adapter, self.source, u.layer, [u.index], spans, context_s)]
         W = self.cfg.window_frames
         conv = u.layer in self.model.conv_names
         inputs, metas = [], []
@@ -389,7 +413,13 @@ class Explorer:
         dur = S.shape[1] * self.hop_s
         curves = []
         with torch.no_grad():
-            if layer in self.model.conv_names and S.shape[1] >= 8:
+            feature = self.index.is_dictionary(layer)
+            if self.adapter is not None and not feature:   # one pass of the model of your own over the song
+                r = adapter_curves(self.adapter, self.source, layer, list(top), [(song_idx, 0.0, dur)], 0.0)[0]
+                for j, i in enumerate(top):
+                    t, v = (r[0], r[1][j]) if r is not None else (np.zeros(0), np.zeros(0))
+                    curves.append((f"{layer}:{i}", t, v, float(d["vmax"][lo + i])))
+            elif not feature and layer in self.model.conv_names and S.shape[1] >= 8:
                 acts, _ = Recorder(self.model, [layer]).record(torch.from_numpy(S[None]))
                 a = acts[layer][0].float().numpy()
                 stride = self.model.frame_stride(layer)

@@ -117,12 +117,16 @@ def export_index(workspace: str | os.PathLike | Workspace, out: str | os.PathLik
 def unit_rows(ix: UnitIndex, dissection: dict[str, list[dict]] | None = None) -> list[dict]:
     """One row per unit: unit, layer, index, stats (:meth:`UnitIndex.stats`) and, with a dissection
     ({unit: [label, ...]} as :func:`audiovis.labels.load_dissection` reads it), its labels (best first)."""
+    from .adapters import read_unit_notes
+    notes = read_unit_notes(ix.ws.index_dir)          # what a model of your own says a unit is (CREPE: its pitch)
     rows = []
     for name in ix.units():
         u = parse_unit(name)
         row = {"unit": name, "layer": u.layer, "index": u.index, "stats": ix.stats(name)}
         if dissection is not None:
             row["labels"] = dissection.get(name, [])
+        if name in notes:
+            row["note"] = notes[name]
         rows.append(row)
     return rows
 
@@ -164,7 +168,8 @@ def _manifest(ws: Workspace, ix: UnitIndex, fmt: str, tables: dict, files: dict,
          "created": datetime.now(UTC).isoformat(timespec="seconds"), "workspace": ws.path.name,
          "table_format": fmt, "k": ix.k,
          "model": {"preset": train.get("preset"), "layers": dict(ix.layers), "n_units": ix.n_units,
-                   "n_factors": ix.layers.get("output")},
+                   "n_factors": ix.layers.get("output"),
+                   "adapter": (ws.get_meta("adapter") or {}).get("name")},      # a model of your own (--model)
          "windows": {"sr": ix.store.cfg.sr, "hop_s": hop_s, "window_s": ix.store.cfg.window_frames * hop_s,
                    "n_windows": len(ix.store.windows)},
          "counts": {"units": len(tables["units"]), "clips": len(tables["clips"]), "songs": len(tables["songs"]),

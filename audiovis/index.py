@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import time
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .activations import Recorder
 from .config import IndexConfig
+from .errors import ParameterError
 from .features import FeatureStore
 from .units import Unit, layer_sizes, parse_unit
 from .workspace import Workspace, save_json, save_npy, save_npz
@@ -71,7 +73,8 @@ def reduce_windows(model, acts: dict[str, torch.Tensor], layers: dict[str, int],
             a = a * model.out_std + model.out_mean
         if a.ndim == 3:                                   # (b, C, T)
             v, i = a.max(dim=-1)
-            stride = model.frame_stride(name)
+            # the CNN knows its strides; another model's time steps are taken to tile the window evenly
+            stride = model.frame_stride(name) if hasattr(model, "frame_stride") else window_frames / a.shape[-1]
             cols.append(v)
             peaks.append((i.float() * stride + stride / 2) * hop_s)
         else:                                             # (b, U)
@@ -242,26 +245,47 @@ def up_to_date(ws: Workspace, cfg: IndexConfig) -> dict | None:
 
 @torch.no_grad()   # not torch.set_grad_enabled(False): that leaked into the caller (training after it failed)
 def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | None = None, force: bool = False,
-                progress: bool = True) -> dict:
-    """Run every window of every song through the model and build the unit index (resumable)."""
-    from .train import load_model
+                progress: bool = True, model=None) -> dict:
+    """Run every window of every song through the model and build the unit index (resumable).
+
+    Parameters
+    ----------
+    model : str, dict or ModelAdapter, optional
+        Index a model audiovis did not train (:func:`audiovis.adapters.load_adapter`: ``"crepe:tiny"``,
+        ``"package.module:factory"``, a TorchScript file); the workspace remembers it, so later runs and the page
+        reuse it. Default: the model the workspace was last indexed with, else the CNN of ``audiovis train``;
+        ``"cnn"``: that CNN again.
+    """
+    from .adapters import load_adapter, set_workspace_adapter, workspace_adapter
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
-    ws.require("train")
+    if model == "cnn":                                     # back to audiovis's own CNN, once there is one
+        ws.require("train")
+        adapter = None
+        ws.set_meta("adapter", None)
+    else:
+        adapter = load_adapter(model) if model is not None else workspace_adapter(ws)
+    ws.require("featurize" if adapter is not None else "train")
     cfg = cfg or IndexConfig()
-    done = up_to_date(ws, cfg)
-    if done and not force:
-        return done["summary"]
     store = FeatureStore(ws)
-    model, _ = load_model(ws)
-    layers = layer_sizes(model)
+    if adapter is not None:
+        source = _AdapterWindows(ws, store, adapter)
+        layers, trained = source.layers, ["adapter", adapter.spec()]
+        set_workspace_adapter(ws, adapter, layers)        # a killed run resumes with it
+    else:
+        from .train import load_model
+        cnn, _ = load_model(ws)
+        source, layers, trained = None, layer_sizes(cnn), ws.get_meta("done:train")
+    done = up_to_date(ws, cfg)
+    if done and not force and done.get("model", trained) == trained:
+        return done["summary"]
     U = sum(layers.values())
-    K = model.cfg.n_factors
+    K = list(layers.values())[-1]                          # the last layer: factors (CNN) or the model's output
     nW = len(store.windows)
     hop_s = store.cfg.hop_length / store.cfg.sr
     d = ws.index_dir
     d.mkdir(parents=True, exist_ok=True)
     partial_acts, state_path = d / "acts.partial.npy", d / "state.partial.npz"
-    sig = json.dumps([cfg.to_dict(), str(ws.get_meta("done:train"))])
+    sig = json.dumps([cfg.to_dict(), str(trained)])
     st = None
     if state_path.exists() and partial_acts.exists() and not force:
         z = np.load(state_path, allow_pickle=False)
@@ -276,21 +300,29 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         acts = np.load(partial_acts, mmap_mode="r+")
         if progress:
             print(f"index: resuming at song {int(st['next_song'])}")
-    bar = tqdm(total=nW, desc="index", unit="win", disable=not progress)
+    desc = "index" if adapter is None else f"index ({adapter.name})"
+    bar = tqdm(total=nW, desc=desc, unit="win", disable=not progress)
     bar.update(int(np.searchsorted(store.windows[:, 0], int(st["next_song"]))))
     out_lo = U - K
+    saved = time.monotonic()
     for b, (_s0, s1, widx) in enumerate(song_batches(store, int(st["next_song"]), cfg.batch_windows)):
         if len(widx):
-            x = torch.from_numpy(store.batch(widx))
-            A, P = window_activations(model, x, layers, hop_s)
-            acts[widx] = A.astype(np.float16)
-            songs_b = store.windows[widx, 0]
-            np.add.at(st["song_sum"], songs_b, A[:, out_lo:])
-            np.add.at(st["song_n"], songs_b, 1)
-            reduce_batch(st, A, P, widx, songs_b, k)
-            bar.update(len(widx))
+            if source is None:
+                A, P = window_activations(cnn, torch.from_numpy(store.batch(widx)), layers, hop_s)
+            else:
+                A, P, kept = source.activations(widx)
+                acts[widx[~kept]] = 0                      # a song that no longer decodes: reported, not ranked
+                A, P, widx = A[kept], P[kept], widx[kept]
+            if len(widx):
+                acts[widx] = A.astype(np.float16)
+                songs_b = store.windows[widx, 0]
+                np.add.at(st["song_sum"], songs_b, A[:, out_lo:])
+                np.add.at(st["song_n"], songs_b, 1)
+                reduce_batch(st, A, P, widx, songs_b, k)
+            bar.update(len(widx) + (0 if source is None else int((~kept).sum())))
         st["next_song"] = np.array(s1)
-        if (b + 1) % cfg.checkpoint_every == 0:
+        if (b + 1) % cfg.checkpoint_every == 0 or time.monotonic() - saved > 60:   # a slow model: every minute
+            saved = time.monotonic()
             acts.flush()
             save_npz(state_path, sig=np.array(sig), **st)
             drop_pages(acts, store.logmel)
@@ -298,11 +330,48 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     acts.flush()
     del acts
     song_pred = np.where(st["song_n"][:, None] > 0, st["song_sum"] / np.maximum(st["song_n"][:, None], 1), np.nan)
-    return write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path)
+    if adapter is not None:
+        source.finish(layers)
+    return write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path, model=trained)
+
+
+class _AdapterWindows:
+    """The index's view of a model adapter: per-window unit activations through the one reduction."""
+
+    def __init__(self, ws: Workspace, store: FeatureStore, adapter):
+        from .adapters import WindowSource
+        self.ws, self.adapter = ws, adapter
+        self.source = WindowSource(ws, store, adapter)
+        self.window_frames = store.cfg.window_frames
+        self.hop_s = store.cfg.hop_length / store.cfg.sr
+        self.layers = adapter.layer_sizes(self.source.n, store.cfg.n_mels, self.window_frames)
+        self.failed: dict[int, str] = {}
+
+    def activations(self, widx: np.ndarray):
+        x, kept = self.source.batch(widx, self.failed)
+        U = sum(self.layers.values())
+        A, P = np.zeros((len(widx), U), np.float32), np.zeros((len(widx), U), np.float32)
+        if kept.any():
+            acts = self.adapter.outputs(torch.from_numpy(x[kept]))
+            missing = [name for name in self.layers if name not in acts]
+            if missing:
+                raise ParameterError(f"model adapter {self.adapter.name!r} did not return layer {missing[0]!r}")
+            A[kept], P[kept] = reduce_windows(None, acts, self.layers, self.hop_s, self.window_frames)
+        return A, P, kept
+
+    def finish(self, layers: dict) -> None:
+        from .adapters import write_unit_notes
+        write_unit_notes(self.ws.index_dir / "unit_notes.json", self.adapter, layers)
+        ids = self.ws.song_ids()
+        with self.ws.db:
+            self.ws.db.execute("DELETE FROM report WHERE stage='index'")
+            self.ws.db.executemany("INSERT INTO report(stage, item, reason) VALUES ('index', ?, ?)",
+                                   [(ids[s], f"not indexed: the file no longer decodes ({why})")
+                                    for s, why in self.failed.items()])
 
 
 def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int, song_pred: np.ndarray,
-                 partial_acts, state_path, hist: np.ndarray | None = None) -> dict:
+                 partial_acts, state_path, hist: np.ndarray | None = None, model=None) -> dict:
     """Final statistics and artifacts from a complete unit state (both engines); ``hist`` computed if None."""
     d, k = ws.index_dir, cfg.k
     if hist is None:  # histograms over all windows, one chunked pass over the on-disk activations
@@ -317,7 +386,7 @@ def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int
     os.replace(partial_acts, d / "acts.npy")
     state_path.unlink(missing_ok=True)
     summary = {"units": sum(layers.values()), "layers": layers, "windows": nW, "k": k}
-    ws.mark_done("index", {"config": cfg.to_dict(), "summary": summary})
+    ws.mark_done("index", {"config": cfg.to_dict(), "summary": summary, "model": model})
     return summary
 
 
@@ -328,14 +397,48 @@ class UnitIndex:
     ----------
     workspace : str, Path or Workspace
         Needs the ``index`` stage.
+    dictionaries : bool
+        Also load the layers' dictionaries (``WS/index/dict/<layer>/``, :mod:`audiovis.dictionary`).
 
     Attributes
     ----------
-    layers : dict[str, int]   layer name -> number of units, in forward order
-    acts : np.memmap [shape=(n_windows, n_units), float16]   per-window activation of every unit
+    layers : dict[str, int]   layer name -> number of units, in forward order; dictionary layers (``dense1.dict``)
+        before the model's last one, so the model's columns keep their positions
+    acts : np.memmap [shape=(n_windows, n_units), float16]   per-window activations (dictionaries: StackedColumns)
+    model_layers, model_data : the layer index alone, without dictionaries (``audiovis add`` merges into it)
+    dictionaries, stale_dictionaries : dict   dictionary layer -> its folder / why it was left out
     """
 
-    def __init__(self, workspace: str | os.PathLike | Workspace):
+    DICT_DIR = "dict"
+
+    class StackedColumns:
+        """Read-only column-wise concatenation of 2-D arrays (memmaps) with the same rows: ``[rows, lo:hi]``
+        reads only the part the columns fall in; ``np.asarray`` gives the whole array."""
+
+        def __init__(self, parts: list):
+            self.parts, self.bounds = parts, np.cumsum([0] + [p.shape[1] for p in parts])
+            self.shape, self.dtype = (parts[0].shape[0], int(self.bounds[-1])), parts[0].dtype
+
+        def __len__(self) -> int:
+            return self.shape[0]
+
+        def __array__(self, dtype=None, copy=None):
+            return np.concatenate([np.asarray(p, dtype=dtype) for p in self.parts], 1)
+
+        def __getitem__(self, key):
+            rows, cols = key if isinstance(key, tuple) else (key, slice(None))
+            lo, hi, step = cols.indices(self.shape[1]) if isinstance(cols, slice) else (0, 0, 0)
+            j = int(np.searchsorted(self.bounds, lo, side="right")) - 1
+            if step == 1 and lo < hi <= self.bounds[min(j + 1, len(self.parts))]:      # inside one part
+                return np.asarray(self.parts[j][rows, lo - self.bounds[j]:hi - self.bounds[j]])
+            return np.concatenate([np.asarray(p[rows]) for p in self.parts], -1)[..., cols]
+
+    @staticmethod
+    def index_key(ws: Workspace) -> str:        # what a dictionary was learned from (added songs keep it)
+        done = ws.get_meta("done:index") or {}
+        return json.dumps([done.get("config"), done.get("model")], default=str, sort_keys=True)
+
+    def __init__(self, workspace: str | os.PathLike | Workspace, dictionaries: bool = True):
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
         ws.require("index")
         self.ws = ws
@@ -346,6 +449,10 @@ class UnitIndex:
         with np.load(d / "units.npz") as z:
             self.data = {k: z[k] for k in z.files}
         self.acts = np.load(d / "acts.npy", mmap_mode="r")
+        self.model_layers, self.model_data = dict(self.layers), self.data
+        self.dictionaries, self.stale_dictionaries = {}, {}
+        if dictionaries and (d / self.DICT_DIR).is_dir():
+            self._add_dictionaries(d / self.DICT_DIR, int(meta.get("n_windows", len(self.acts))))
         self.song_factors = np.load(d / "song_factors_pred.npy")
         self.store = FeatureStore(ws)
         self.song_ids = ws.song_ids()
@@ -354,6 +461,44 @@ class UnitIndex:
             self.offset[name] = o
             o += n
         self.n_units = o
+
+    def _add_dictionaries(self, root, n_windows: int) -> None:
+        """Load every ``root/<layer>/`` as an extra layer; a stale one goes to ``stale_dictionaries``."""
+        key, found = self.index_key(self.ws), []
+        for sub in sorted(p for p in root.iterdir() if (p / "layers.json").exists()):
+            name = sub.name + ".dict"
+            try:
+                m = json.loads((sub / "layers.json").read_text())
+                (name, n), = m["layers"].items()
+                if m.get("index_key") != key or m.get("k") != self.k or m.get("base") not in self.layers:
+                    raise ValueError("it was learned from an earlier build of the index")
+                if m.get("n_windows") != n_windows:
+                    raise ValueError(f"it covers {m.get('n_windows')} windows, the index {n_windows}")
+                with np.load(sub / "units.npz") as z:
+                    data = {k: z[k] for k in z.files}
+                acts = np.load(sub / "acts.npy", mmap_mode="r")
+                if acts.shape[0] < n_windows or acts.shape[1] != n:
+                    raise ValueError(f"its activations have shape {acts.shape}")
+            except (OSError, ValueError, KeyError) as e:
+                self.stale_dictionaries[name] = (f"dictionary {name} is stale ({e}): rebuild it with `audiovis "
+                                                 f"dictionary -w {self.ws.path} --layer {sub.name} --force`")
+                continue
+            found.append((name, n, data, acts[:n_windows], sub))
+        if not found:
+            return
+        last, n_last, U = list(self.layers)[-1], list(self.layers.values())[-1], sum(self.layers.values())
+        self.layers = {**{k: v for k, v in self.layers.items() if k != last},      # the last layer stays last
+                       **{name: n for name, n, *_ in found}, last: n_last}
+        self.dictionaries = {name: sub for name, *_rest, sub in found}
+        main = self.acts[:n_windows]
+        self.acts = self.StackedColumns([main[:, :U - n_last]] + [a for _n, _k, _d, a, _s in found]
+                                        + [main[:, U - n_last:]])
+        self.data = {k: np.concatenate([v[:U - n_last]] + [dd.get(k, dd.get(k[:4])) for _n, _k, dd, _a, _s in found]
+                                       + [v[U - n_last:]]) for k, v in self.model_data.items()}   # vmin_all: vmin
+
+    def is_dictionary(self, layer: str) -> bool:
+        """True for a dictionary layer (``dense1.dict``) loaded from ``WS/index/dict``."""
+        return layer in self.dictionaries
 
     def column(self, unit: str | Unit) -> int:
         u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers)

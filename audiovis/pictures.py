@@ -188,6 +188,48 @@ def render_histogram(hist, edges, width: int = 288, height: int = 135) -> bytes:
     return _encode(im, "png")
 
 
+def render_scores(scores, width: int = 288, height: int = 120, n_bins: int = 20) -> bytes:
+    """Distribution of explanation scores (:mod:`audiovis.explain`) as a PNG: bars of units per score bin over
+    [-1, 1] (or [0, 1] when no score is negative), the median dashed; units without a score are counted in the
+    caption. Numpy and Pillow, like :func:`render_histogram`.
+
+    Parameters
+    ----------
+    scores : sequence of float or None [shape=(n_units,)]
+    """
+    from PIL import Image, ImageDraw
+    v = np.array([np.nan if x is None else float(x) for x in scores], dtype=np.float64)
+    ok = v[np.isfinite(v)]
+    lo = -1.0 if len(ok) and ok.min() < 0 else 0.0
+    counts, edges = np.histogram(np.clip(ok, lo, 1.0), bins=n_bins, range=(lo, 1.0))
+    im = Image.new("RGB", (int(width), int(height)), (255, 255, 255))
+    dr = ImageDraw.Draw(im)
+    left, right, top, bottom = 30, int(width) - 8, 6, int(height) - 30
+    dr.line([(left, top), (left, bottom), (right, bottom)], fill=(0, 0, 0))
+    cmax = max(int(counts.max()) if len(counts) else 0, 1)
+
+    def x(val):
+        return left + (float(val) - lo) / (1.0 - lo) * (right - left)
+
+    for c, a, b in zip(counts, edges[:-1], edges[1:]):
+        if c > 0:
+            dr.rectangle([x(a), bottom - c / cmax * (bottom - top), max(x(b) - 1, x(a)), bottom - 1],
+                         fill=(76, 120, 168))
+    for t in (lo, 0.0, 0.5, 1.0) if lo < 0 else (0.0, 0.5, 1.0):
+        dr.line([(x(t), bottom), (x(t), bottom + 3)], fill=(0, 0, 0))
+        dr.text((x(t) - 6, bottom + 4), f"{t:g}", fill=(0, 0, 0))
+    dr.text((2, top), str(cmax), fill=(0, 0, 0))
+    dr.text((2, bottom - 10), "0", fill=(0, 0, 0))
+    if len(ok):
+        m = x(np.median(ok))
+        for y in range(top, bottom, 6):
+            dr.line([(m, y), (m, min(y + 3, bottom))], fill=(200, 40, 40))
+    caption = (f"score; median {np.median(ok):.2f} of {len(ok)} units" if len(ok) else "no scores") + \
+        (f", {len(v) - len(ok)} without" if len(v) > len(ok) else "")
+    dr.text((left, int(height) - 13), caption, fill=(60, 60, 60))
+    return _encode(im, "png")
+
+
 # ----------------------------------------------------------------------------- matplotlib figures
 def render_heatmap(hm, width: float = 11.0, dpi: int = 80, max_units: int = 256) -> bytes:
     """Concept values (rows) x units (columns) of a :class:`~audiovis.explore.HeatMap` (``z``, ``columns``,

@@ -8,6 +8,7 @@ from pathlib import Path
 from .catalog import ingest
 from .config import FactorConfig, FeatureConfig
 from .engines import featurize
+from .errors import ParameterError
 from .evaluate import evaluate
 from .factors import factorize
 from .index import IndexConfig, build_index
@@ -15,6 +16,7 @@ from .train import TrainConfig, train
 from .workspace import Workspace
 
 STAGES = ("ingest", "factorize", "featurize", "train", "evaluate", "index")
+ADAPTER_STAGES = ("ingest", "featurize", "index")          # a model of your own: nothing to train
 
 
 def samples_dir() -> Path:
@@ -33,8 +35,18 @@ def run_pipeline(workspace, audio_dir, plays, manifest=None, labels=None, segmen
                  feature: FeatureConfig | None = None, factors: FactorConfig | None = None,
                  training: TrainConfig | None = None, index: IndexConfig | None = None,
                  n_jobs: int | None = None, allow_outside: bool = False, progress: bool = True,
-                 stages=STAGES) -> dict:
+                 stages=None, model=None) -> dict:
+    """Every stage in order, reusing the finished ones.
+
+    ``model`` (:func:`audiovis.adapters.load_adapter`: ``"crepe:tiny"``, ``"package.module:factory"``, a
+    TorchScript file) indexes a model of your own instead of training one: the stages are then ingest, featurize
+    and index (:data:`ADAPTER_STAGES`), and ``plays`` may be None (an index-only workspace).
+    """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    if plays is None and model is None:
+        raise ParameterError("a listening log (--plays) is needed to train the content CNN; without one, give "
+                             "--model to index a model of your own (e.g. --model crepe)")
+    stages = stages or (ADAPTER_STAGES if model is not None else STAGES)
     out, times = {}, {}
     for stage in stages:
         t0 = time.time()
@@ -50,7 +62,7 @@ def run_pipeline(workspace, audio_dir, plays, manifest=None, labels=None, segmen
         elif stage == "evaluate":
             out[stage] = evaluate(ws, progress=progress)
         elif stage == "index":
-            out[stage] = build_index(ws, index, progress=progress)
+            out[stage] = build_index(ws, index, progress=progress, model=model)
         times[stage] = round(time.time() - t0, 2)
         if progress:
             print(f"[{stage}] done in {times[stage]:.1f} s")

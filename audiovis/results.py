@@ -82,6 +82,13 @@ def format_recommendation(rec: dict) -> str:
     for r in rec["units"]:
         lines.append(f"  {r['rank']:>4}  {r['unit']:<12} {r['score']:>7.2f} {r['peak_activation']:>8.3f} "
                      f"{r['peak_s']:>7.2f}")
+    if any("drivers" in r for r in rec["listeners"]):
+        lines += ["", "Units that drove it towards each listener (score drop when ablated)"]
+        lines += [f"  {r['user_id']:<16} " + ", ".join(f"{d['unit']} +{d['effect']:.3f}" for d in r["drivers"])
+                  for r in rec["listeners"]]
+    if rec.get("counterfactual"):
+        from .listeners import format_counterfactual
+        lines += ["", format_counterfactual(rec["counterfactual"])]
     return "\n".join(lines)
 
 

@@ -1,9 +1,17 @@
-"""Unit names: ``"layer:unit"`` strings such as ``"conv2:17"``, ``"dense1:3"``, ``"output:0"``."""
+"""Unit names: ``"layer:unit"`` strings such as ``"conv2:17"``, ``"dense1:3"``, ``"output:0"``; features of a
+layer's dictionary (:mod:`audiovis.dictionary`) are units of the layer ``"dense1.dict"``: ``"dense1.dict:17"``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .errors import ParameterError
+
+DICT_SUFFIX = ".dict"      # "dense1.dict": the dictionary features of layer dense1
+
+
+def dictionary_base(layer: str) -> str | None:
+    """The layer a dictionary layer was learned from (``"dense1.dict"`` -> ``"dense1"``), None for a model layer."""
+    return layer[:-len(DICT_SUFFIX)] if layer.endswith(DICT_SUFFIX) and len(layer) > len(DICT_SUFFIX) else None
 
 
 @dataclass(frozen=True)

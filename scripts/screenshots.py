@@ -1,6 +1,7 @@
 """Re-take the README's screenshots of the page: `streamlit run` on the demo workspace, headless Debian Chromium.
 
     python scripts/screenshots.py -w workspaces/demo --unit conv3:89 --layer conv3
+    python scripts/screenshots.py -w /tmp/ws_crepe --unit pitch:229 --layer pitch --name screenshot-crepe --clips 6
 
 Needs the dev extras (playwright) and Debian chromium, as the browser test does.
 """
@@ -22,6 +23,8 @@ def main(argv=None):
     ap.add_argument("--unit", default="conv3:89")
     ap.add_argument("--layer", default="conv3")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
+    ap.add_argument("--name", default="screenshot", help="file names: NAME-unit.png, NAME-layer.png")
+    ap.add_argument("--clips", type=int, default=10)
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
     a.out.mkdir(parents=True, exist_ok=True)
@@ -29,16 +32,16 @@ def main(argv=None):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            open_and_wait(page, f"{base}/?view=unit&unit={a.unit}&n=10&bottom=0", 10)
-            page.screenshot(path=str(a.out / "screenshot-unit.png"))
+            open_and_wait(page, f"{base}/?view=unit&unit={a.unit}&n={a.clips}&bottom=0", a.clips)
+            page.screenshot(path=str(a.out / f"{a.name}-unit.png"))
             page.goto(f"{base}/?view=layer&layer={a.layer}")
             page.wait_for_selector("img", timeout=120_000)
             page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
             page.wait_for_timeout(1000)
-            page.screenshot(path=str(a.out / "screenshot-layer.png"))
+            page.screenshot(path=str(a.out / f"{a.name}-layer.png"))
         finally:
             browser.close()
-    print(f"wrote {a.out / 'screenshot-unit.png'} and {a.out / 'screenshot-layer.png'}")
+    print(f"wrote {a.out / (a.name + '-unit.png')} and {a.out / (a.name + '-layer.png')}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ def featurize(workspace, cfg=None, engine: str = "local", ray_address: str | Non
 def build_index(workspace, cfg=None, engine: str = "local", ray_address: str | None = None, **kwargs) -> dict:
     """The unit index (see :func:`audiovis.index.build_index`) with the chosen engine."""
     mod = _engine(engine)
+    if engine == "ray" and (kwargs.get("model") is not None or _has_adapter(workspace)):
+        raise ParameterError("--engine ray indexes audiovis's own CNN only; index a model of your own "
+                             "(--model) with the local engine")
     if engine == "ray":
         kwargs["address"] = ray_address
     return mod.build_index(workspace, cfg, **kwargs)
@@ -57,3 +60,9 @@ def embed(workspace, files, engine: str = "local", ray_address: str | None = Non
 def default_address() -> str | None:
     """``AUDIOVIS_RAY_ADDRESS`` or Ray's own ``RAY_ADDRESS`` (None: start a local Ray on demand)."""
     return os.environ.get("AUDIOVIS_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
+def _has_adapter(workspace) -> bool:
+    from ..workspace import Workspace
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    return ws.exists() and ws.get_meta("adapter") is not None

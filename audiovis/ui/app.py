@@ -23,25 +23,29 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import streamlit as st
 
-from audiovis.explore import SORT_KEYS
 from audiovis.ui.common import (
     clip_player,
     encoded_clip,
+    explanation_markdown,
     format_labels,
     get_explorer,
     goto,
+    has_trained_cnn,
     heatmap,
     histogram_png,
     index_stamp,
     page_error,
     pick_workspace,
+    score_png,
     served_workspaces,
     song_link,
+    sort_keys,
     unit_link,
     unit_table,
     unit_view_data,
     ws_state,
 )
+from audiovis.ui.listeners import unit_listeners_ui
 
 VIEWS = {"unit": "Unit", "layer": "Layer overview", "song": "Song"}
 OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
@@ -146,6 +150,10 @@ def _unit_desc(rows: list[dict]) -> dict[str, str]:
         s = f"{r['unit']}  ·  sel {r['selectivity']:.1f}  ·  str {r['strength']:.2f}"
         if r.get("label"):
             s += f"  ·  {r['label']}"
+        if r.get("note"):
+            s += f"  ·  {r['note']}"
+        if r.get("explanation"):
+            s += f"  ·  {r['explanation']}" + (f" ({r['score']:.2f})" if r["score"] == r["score"] else "")
         out[r["unit"]] = s
     return out
 
@@ -165,12 +173,13 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
     sb = st.sidebar
     layer = sb.selectbox("Layer", layers, key="layer",
                          format_func=lambda l: l if l == ALL_LAYERS else f"{l} ({ex.layers[l]} units)")
-    sorts = [s for s in SORT_KEYS if s != "label" or ex.dissection]
+    sorts = sort_keys(ex)
     if ss.get("sort") not in sorts:
         ss["sort"] = "selectivity"
     sort = sb.selectbox("Sort by", sorts, key="sort",
                         help="strength: mean of the top activations; selectivity: (strength - mean) / std; "
-                             "sparsity: share of windows where the unit is silent; label: best dissection score")
+                             "sparsity: share of windows where the unit is silent; label: best dissection score; "
+                             "score: the explanation's simulation score (audiovis explain)")
     query = sb.text_input("Search", key="query", placeholder="unit or label, e.g. distorted guitar")
     rows = unit_table(ws_path, None if layer == ALL_LAYERS else layer, sort, query, stamp)
     if not rows:
@@ -198,6 +207,11 @@ def unit_ui(ws_path: str) -> dict:
     ex = get_explorer(ws_path)
     stamp = index_stamp(ws_path)
     st.title(f"Unit {unit}")
+    if ex.unit_notes.get(unit):                    # what the model itself says a unit is (CREPE: a pitch bin)
+        st.caption(f"{ex.model_name}: {ex.unit_notes[unit]}")
+    expl = ex.unit_explanation(unit)
+    if expl:
+        st.markdown(explanation_markdown(expl))
     labs = ex.unit_labels(unit)
     if labs:
         st.markdown("**Labels:** " + " · ".join(
@@ -211,6 +225,8 @@ def unit_ui(ws_path: str) -> dict:
     c[3].metric("mean", f"{s['mean']:.2f}", help="mean activation over all windows")
     c[4].metric("std", f"{s['std']:.2f}", help="standard deviation over all windows")
     c[5].image(histogram_png(ws_path, unit, stamp), caption="activation histogram over all windows")
+    with st.expander("Listeners it recruits", expanded=False):
+        unit_listeners_ui(ws_path, unit)
     link = unit_link(unit, ws_path, n, bottom)
     st.markdown(f"{'Least' if bottom else 'Top'} {n} clips, one per song, each {ex.cfg.window_s:g} s centred "
                 f"on the unit's peak (dashed line); cyan: activation over time. [Link to this view]({link})")
@@ -240,11 +256,16 @@ def layer_ui(ws_path: str) -> dict:
         ss["ov_layer"] = ss.get("layer") if ss.get("layer") in layers else layers[0]
     layer = st.sidebar.selectbox("Layer", layers, key="ov_layer",
                                  format_func=lambda l: f"{l} ({ex.layers[l]} units)")
-    sorts = [s for s in SORT_KEYS if s != "label" or ex.dissection]
+    sorts = sort_keys(ex)
     if ss.get("ov_sort") not in sorts:
         ss["ov_sort"] = "unit"
     sort = st.sidebar.selectbox("Sort by", sorts, key="ov_sort")
     st.title(f"Layer {layer}: {ex.layers[layer]} units")
+    for msg in ex.index.stale_dictionaries.values():
+        st.warning(msg)
+    if ex.explanations:
+        st.image(score_png(ws_path, layer, stamp), caption="simulation scores of the layer's explanations "
+                 "(audiovis explain: Pearson r on held-out songs; dashed: median)")
     hm = None
     if ex.labels:
         hm, png = heatmap(ws_path, layer, stamp)
@@ -252,7 +273,10 @@ def layer_ui(ws_path: str) -> dict:
                     "deviations from the unit's mean (red: the unit fires more on that value).")
         st.image(png, width="stretch")
     rows = unit_table(ws_path, layer, sort, "", stamp)
-    df = pd.DataFrame(rows)[["unit", "strength", "selectivity", "sparsity", "mean", "label"]]
+    df = pd.DataFrame(rows)[["unit", "strength", "selectivity", "sparsity", "mean", "label", "explanation",
+                             "score"]]
+    if not ex.explanations:
+        df = df.drop(columns=["explanation", "score"])
     if hm is not None and len(hm.columns):
         col = {u: i for i, u in enumerate(hm.units)}
         best = [int(hm.z[col[u]].argmax()) for u in df["unit"]]
@@ -338,6 +362,8 @@ def main() -> None:
             sync_query({"ws": st.session_state.get("ws")})
             return
         views = available_views()
+        if not has_trained_cnn(ws_path):            # a model of your own, no plays: no cold start
+            views.pop("coldstart", None)
         if st.session_state.get("view") not in views:
             st.session_state["view"] = "unit"
         view = st.sidebar.radio("View", list(views), key="view", format_func=views.get, horizontal=False)

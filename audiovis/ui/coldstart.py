@@ -14,6 +14,7 @@ from ..errors import AudiovisError
 from ..pictures import render_timelines
 from ..workspace import Workspace
 from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed
+from .listeners import counterfactual_ui, drivers_text
 
 
 @st.cache_resource(show_spinner="Loading the model for cold-start queries...", max_entries=4)
@@ -39,7 +40,7 @@ def _result(ws_path: str, name: str, data: bytes, k: int) -> dict:
     if key not in cache:
         get_engine(ws_path)                       # warm, cached model
         cache.clear()                             # one upload's result at a time (bounded memory)
-        cache[key] = uploads.recommend_upload(ws_path, name, data, k=k, n_users=10, n_units=8)
+        cache[key] = uploads.recommend_upload(ws_path, name, data, k=k, n_users=10, n_units=8, drivers=True)
     return cache[key]
 
 
@@ -88,8 +89,10 @@ def coldstart_ui(ws_path: str) -> dict:
                 st.warning(f"cannot play {r['song_id']}: {e}")
     with right:
         st.markdown("#### Likely listeners")
-        st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3)} for r in rec["listeners"]],
-                     hide_index=True, width="stretch")
+        st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3), "driven by": drivers_text(r)}
+                      for r in rec["listeners"]], hide_index=True, width="stretch")
+        if rec["listeners"]:
+            st.caption("Driven by: the units whose ablation lowers that listener's score most (the drop).")
         st.markdown("#### Most active units")
         st.markdown("\n".join(
             f"{r['rank']}. [{r['unit']}]({unit_link(r['unit'], ws_path)}) · z {r['score']:.2f} · peak "
@@ -97,6 +100,8 @@ def coldstart_ui(ws_path: str) -> dict:
     if rec.get("timeline"):
         st.markdown("#### When the most active units fire")
         st.image(_timeline_png(rec, [u["unit"] for u in rec["units"]]), width="stretch")
+    st.divider()
+    counterfactual_ui(ws_path, get_engine(ws_path), up.name, data, rec, k)
 
     st.divider()
     if not writes_allowed():

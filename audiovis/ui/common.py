@@ -20,9 +20,10 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from ..adapters import is_adapter_index
 from ..errors import AudiovisError
-from ..explore import ClipView, Explorer, HeatMap, workspace_state
-from ..pictures import render_heatmap, render_histogram
+from ..explore import SORT_KEYS, ClipView, Explorer, HeatMap, workspace_state
+from ..pictures import render_heatmap, render_histogram, render_scores
 from ..workspace import Workspace
 
 DEFAULT_WS = "workspaces/demo"
@@ -118,11 +119,11 @@ def page_error(e: BaseException, ws_name: str = "WS") -> str:
 
 
 def index_stamp(ws_path: str) -> str:
-    """Changes when the index is rebuilt (cache key)."""
-    p = Path(ws_path) / "index" / "units.npz"
-    d = Path(ws_path) / "index" / "dissection.json"
-    parts = [p.stat().st_mtime_ns if p.exists() else 0, d.stat().st_mtime_ns if d.exists() else 0]
-    return ":".join(map(str, parts))
+    """Changes when the index is rebuilt, or its dissection, explanations or dictionaries (cache key)."""
+    idx = Path(ws_path) / "index"
+    files = [idx / "units.npz", idx / "dissection.json", idx / "explanations.json"]
+    files += sorted((idx / "dict").glob("*/units.npz")) if (idx / "dict").is_dir() else []
+    return ":".join(str(p.stat().st_mtime_ns) if p.exists() else "0" for p in files)
 
 
 @st.cache_resource(show_spinner="Loading the model and the unit index...", max_entries=4)
@@ -148,6 +149,16 @@ def get_index(ws_path: str):
 def get_model(ws_path: str):
     """The workspace's trained model in eval mode (cached)."""
     return get_explorer(ws_path).model
+
+
+def has_trained_cnn(ws_path: str) -> bool:
+    """Whether the workspace's index is of the CNN audiovis trained from plays (cold start, dreams, auralisation
+    and backward queries need it), not of a model of your own (``--model``)."""
+    ws = Workspace(ws_path)
+    try:
+        return not is_adapter_index(ws) and ws.get_meta("done:train") is not None
+    finally:
+        ws.close()
 
 
 def ws_state(ws_path: str) -> tuple[str, str]:
@@ -181,6 +192,25 @@ def unit_table(ws_path: str, layer: str | None, sort: str = "strength", query: s
 def heatmap(ws_path: str, layer: str, stamp: str = "") -> tuple[HeatMap, bytes]:
     hm = get_explorer(ws_path).heatmap(layer)
     return hm, render_heatmap(hm)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def score_png(ws_path: str, layer: str, stamp: str = "") -> bytes:
+    """The distribution of a layer's explanation scores (:func:`audiovis.pictures.render_scores`)."""
+    ex = get_explorer(ws_path)
+    return render_scores([ex.explanations.get(u, {}).get("score") for u in ex.index.units(layer)])
+
+
+def sort_keys(ex: Explorer) -> list[str]:
+    """The unit list's sort keys: 'label' only with a dissection, 'score' only with explanations."""
+    return [s for s in SORT_KEYS if (s != "label" or ex.dissection) and (s != "score" or ex.explanations)]
+
+
+def explanation_markdown(e: dict) -> str:
+    """'**Explanation:** groove=ska, bright · simulation score 0.83' for a unit view."""
+    score = "n/a" if e.get("score") is None else f"{e['score']:.2f}"
+    return (f"**Explanation:** {e.get('text', '')} · simulation score **{score}** (correlation of the activation "
+            f"predicted from these terms with the real one, on songs the prediction was not fitted on)")
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

@@ -13,7 +13,7 @@ import numpy as np
 import streamlit as st
 
 from ..pictures import figure_png, plot_logmel
-from .common import clip_player, get_index, get_model, unit_link
+from .common import clip_player, get_index, get_model, has_trained_cnn, unit_link
 
 
 def _threads():
@@ -219,6 +219,11 @@ def visualise_ui(ws_path: str) -> None:
     st.header("What the network has learned")
     if ws.get_meta("done:index") is None:
         st.warning(f"workspace '{ws.path}' has no unit index yet: run `audiovis run` or `audiovis index` first")
+        return
+    if not has_trained_cnn(str(ws.path)):
+        st.caption("Filters, dreams, auralisation and backward queries run on the CNN audiovis trains from plays; "
+                   "this workspace indexes a model of your own, so only its unit labels are shown.")
+        _dissection_section(str(ws.path))
         return
     tabs = st.tabs(["Filters", "Dream", "Auralise", "Backward query", "Unit labels"])
     sections = (_filters_section, _dream_section, _auralise_section, _backward_section, _dissection_section)
