@@ -31,11 +31,11 @@ from .activations import Recorder
 from .adapters import is_adapter_index
 from .ann import ANN_THRESHOLD, VectorIndex, have_faiss
 from .config import Config
+from .counterfactual import counterfactual, listener_drivers
 from .errors import AudioError, AudiovisError, WorkspaceError
 from .factors import load_factors
 from .features import frame_windows, song_frames
 from .index import UnitIndex, reduce_windows
-from .listeners import counterfactual, listener_drivers
 from .train import load_model
 from .units import layer_sizes, parse_unit
 from .workspace import Workspace, save_json
@@ -356,10 +356,10 @@ class ColdStart:
         timeline : bool
             Add ``"timeline": {unit: {"t": [...], "activation": [...]}}`` for the returned units.
         ablate, clamp : units to ablate (``["conv3:17"]``) or clamp (``["conv3:17=2.5"]``): adds
-            ``"counterfactual"`` (:func:`audiovis.listeners.counterfactual`).
+            ``"counterfactual"`` (:func:`audiovis.counterfactual.counterfactual`).
         drivers : bool
             Add ``"drivers"`` to each listener: the units that drove the song towards them
-            (:func:`audiovis.listeners.listener_drivers`).
+            (:func:`audiovis.counterfactual.listener_drivers`).
 
         Returns
         -------
@@ -395,7 +395,7 @@ class ColdStart:
     def counterfactual(self, emb: Embedding, ablate=(), clamp=(), k: int = 10, n_users: int = 10,
                        exclude=None) -> dict:
         """Similar songs and likely listeners with units ablated or clamped, next to the original ones (an
-        embedding kept with ``keep_frames=True``; :func:`audiovis.listeners.counterfactual`)."""
+        embedding kept with ``keep_frames=True``; :func:`audiovis.counterfactual.counterfactual`)."""
         return counterfactual(self, emb, ablate, clamp, k=k, n_users=n_users, exclude=exclude)
 
 

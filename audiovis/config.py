@@ -92,6 +92,12 @@ class TrainConfig(Config):
     gain_db: float = setting(6.0, "random gain of +-gain-db per crop")
     spec_masks: int = setting(2, "SpecAugment: this many frequency (<= 12 bins) and time (<= 12 frames) masks "
                                  "per crop")
+    pretrain_epochs: int = setting(0, "self-supervised contrastive epochs before training (two crops of a song are "
+                                      "positives; every song's audio, held-out ones included; no plays); 0 = off")
+    pretrain_temperature: float = setting(0.1, "temperature of the contrastive (NT-Xent) loss")
+    freeze_conv: bool = setting(False, "after pretraining, train only the dense and output layers")
+    song_readout: bool = setting(True, "after training, refit the output layer by ridge on whole songs (each "
+                                        "training song's mean last-hidden activation to its factors)")
 
 
 @dataclass

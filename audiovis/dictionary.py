@@ -294,11 +294,28 @@ def train_dictionary(workspace, layer: str, cfg: DictionaryConfig | None = None,
                      progress: bool = True) -> dict:
     """Train the dictionary of ``layer`` and write its feature index and report (resumable; see the module).
 
+    Parameters
+    ----------
+    workspace : str, Path or Workspace   needs the ``index`` stage
+    layer : str   a model layer of the index (``"dense1"``; conv layers: their max over each window)
+    cfg : DictionaryConfig, optional
+    force : bool   retrain even when the dictionary on disk has this config and index
+
     Returns
     -------
     dict
-        The report (``report.json``): layer, config, features, fvu, dead, dense (counts and shares),
-        detector_share of the features and of the layer's units (None without ground truth), windows, seconds.
+        The report (``report.json``): name, features, inputs, windows, fvu, dead, dense, detector_share,
+        detectors and concepts_detected for the features and (``unit_...``) for the layer's units (None without
+        ground truth), config, seconds.
+
+    Raises
+    ------
+    ParameterError
+        ``layer`` is not a model layer of the index, or bad settings.
+
+    Examples
+    --------
+    >>> rep = train_dictionary("workspaces/mine", "dense1")       # then UnitIndex(ws).top("dense1.dict:3")
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("index")

@@ -8,6 +8,7 @@ import numpy as np
 from .errors import WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
+from .readout import ridge_fit_predict
 from .workspace import Workspace, save_json, save_text
 
 
@@ -50,23 +51,6 @@ def cold_start_metrics(X: np.ndarray, Y: np.ndarray, P: np.ndarray, k: int = 500
             aucs.append(auc_score(S[u], pos))
             aps.append(average_precision_at_k(S[u], pos, k))
     return {"auc": float(np.mean(aucs)), "map": float(np.mean(aps)), "users": len(aucs)}
-
-
-def ridge_fit_predict(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np.ndarray, Xte: np.ndarray,
-                      lambdas=(1e-3, 1e-2, 1e-1, 1, 10, 100, 1000)) -> tuple[np.ndarray, float]:
-    """Linear regression with an L2 penalty chosen on the validation songs; inputs standardised."""
-    mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-8
-    A, V, T = (Xtr - mu) / sd, (Xva - mu) / sd, (Xte - mu) / sd
-    A1, V1, T1 = (np.hstack([M, np.ones((len(M), 1))]) for M in (A, V, T))
-    best = None
-    for lam in lambdas:
-        reg = lam * np.eye(A1.shape[1])
-        reg[-1, -1] = 0
-        W = np.linalg.solve(A1.T @ A1 + reg, A1.T @ Ytr)
-        err = float(((V1 @ W - Yva) ** 2).mean())
-        if best is None or err < best[0]:
-            best = (err, lam, W)
-    return T1 @ best[2], best[1]
 
 
 def mfcc_stats(store: FeatureStore, songs: np.ndarray, n_mfcc: int = 20) -> np.ndarray:

@@ -57,6 +57,9 @@ def explain_arrays(acts: np.ndarray, terms: np.ndarray, positive: list[str], neg
     terms : np.ndarray [shape=(n_windows, n_terms)]   concept indicators (0/1) and descriptors (finite)
     positive, negative : list of str [len=n_terms]   a term's words when its weight is positive / negative
     songs : np.ndarray [shape=(n_windows,)]   song of each window (the fit/score split is by song)
+    max_terms : int   terms per explanation at most
+    min_gain : float   R^2 (fitting half) a term must add to be kept
+    seed : int   the random split of the songs into a fitting and a scoring half
 
     Returns
     -------
@@ -173,6 +176,13 @@ def window_descriptor_values(ws: Workspace, store, progress: bool = True, force:
 def explain(workspace, descriptors: bool = True, max_terms: int = MAX_TERMS, min_gain: float = MIN_GAIN,
             seed: int = 0, progress: bool = True, force_descriptors: bool = False) -> dict:
     """Explain and score every unit and dictionary feature of the index; writes ``index/explanations.json``.
+
+    Parameters
+    ----------
+    workspace : str, Path or Workspace   needs the ``index`` stage
+    descriptors : bool   use the librosa descriptors as terms too (cached; the first run decodes every song)
+    max_terms, min_gain, seed : see :func:`explain_arrays`
+    force_descriptors : bool   recompute the cached descriptors
 
     Returns
     -------

@@ -435,8 +435,8 @@ class UnitIndex:
 
     @staticmethod
     def index_key(ws: Workspace) -> str:        # what a dictionary was learned from (added songs keep it)
-        done = ws.get_meta("done:index") or {}
-        return json.dumps([done.get("config"), done.get("model")], default=str, sort_keys=True)
+        done, feat = ws.get_meta("done:index") or {}, ws.get_meta("done:featurize") or {}
+        return json.dumps([done.get("config"), done.get("model"), feat.get("config")], default=str, sort_keys=True)
 
     def __init__(self, workspace: str | os.PathLike | Workspace, dictionaries: bool = True):
         ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)

@@ -1,4 +1,4 @@
-"""Listeners behind a unit, and counterfactual listening (a cold-start query with units ablated or clamped).
+"""Listeners behind a unit: ablating units through the real model, and what that does to users' scores.
 
 **Ablation.** Ablating a unit sets its activation to 0 in the windows where it fires: a forward hook on the
 unit's layer (thread-filtered like :class:`audiovis.activations.Recorder`, always removed) zeroes the unit's
@@ -20,17 +20,11 @@ the listener; negative: it turns them away). The top listeners are the largest e
 the mean over every user. ``index/listeners.npz`` keeps ``d_j`` for every unit, so any user's effect is one dot
 product (:meth:`ListenerIndex.effects`).
 
-**Counterfactual listening** (:func:`counterfactual`, ``audiovis recommend FILE --ablate conv3:17 --clamp
-dense1:3=2.5``). The new song's windows go through the model with the units ablated (as above) or clamped
-(the channel set to the value at every time step of every window, in the unit's own activation units, those of
-the unit view); the counterfactual factors are the mean over windows, and the similar songs and likely listeners
-are recomputed from them, next to the original ones.
-
-**Why a listener** (:func:`listener_drivers`): for a new song, the units whose ablation lowers a likely
-listener's score ``x_u . y'`` most, i.e. ``x_u . (y' - y'^-j)`` with ``y'`` the mean over the song's windows.
+Counterfactual cold-start queries with these hooks: :mod:`audiovis.counterfactual`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -44,10 +38,10 @@ from tqdm.auto import tqdm
 from .activations import Recorder
 from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
-from .features import FeatureStore, frame_windows
-from .index import reduce_windows, song_batches
+from .features import FeatureStore
+from .index import UnitIndex, reduce_windows, song_batches
 from .train import load_model
-from .units import Unit, layer_sizes, parse_unit
+from .units import Unit, dictionary_base, layer_sizes, parse_unit
 from .workspace import Workspace, save_npz
 
 LISTENERS_FILE = "listeners.npz"
@@ -96,8 +90,12 @@ class Intervention:
         return str(self.unit) if self.value is None else f"{self.unit}={self.value:g}"
 
 
-def intervene(model, interventions: list[Intervention]) -> LayerHooks:
+def intervene(model, interventions: list[Intervention], dicts: dict | None = None) -> LayerHooks:
     """Ablate or clamp units in every forward pass of this thread while the context is open.
+
+    A dictionary feature (``dense1.dict:3``, ``dicts`` from :func:`feature_dictionaries`) is changed in its dense
+    layer's output: its decoded direction ``W_dec[f] * std`` times ``value - z_f`` is added (ablation: value 0, so
+    only where the feature fires, ``z_f > 0``), with ``z`` the dictionary's encoding of that output.
 
     Examples
     --------
@@ -106,17 +104,38 @@ def intervene(model, interventions: list[Intervention]) -> LayerHooks:
     """
     by_layer: dict[str, list[Intervention]] = {}
     for iv in interventions:
-        by_layer.setdefault(iv.unit.layer, []).append(iv)
+        by_layer.setdefault(dicts[iv.unit.layer][0] if iv.unit.layer in (dicts or {}) else iv.unit.layer,
+                            []).append(iv)
 
     def replace(name, out):
+        h = out.detach().float().cpu().numpy() if any(iv.unit.layer != name for iv in by_layer[name]) else None
         out = out.clone()
         for iv in by_layer[name]:
-            out[:, iv.unit.index] = 0.0 if iv.value is None else iv.value
+            if iv.unit.layer != name:                                   # a feature of this layer's dictionary
+                sae = dicts[iv.unit.layer][1]
+                z = sae.encode(h)[:, iv.unit.index]
+                out += torch.from_numpy(np.outer((iv.value or 0.0) - z, sae.W_dec[iv.unit.index] * sae.std))
+        for iv in by_layer[name]:
+            if iv.unit.layer == name:
+                out[:, iv.unit.index] = 0.0 if iv.value is None else iv.value
         return out
     return LayerHooks(model, list(by_layer), replace)
 
 
-def parse_interventions(layers: dict[str, int], ablate=(), clamp=()) -> list[Intervention]:
+def feature_dictionaries(index, model) -> dict:
+    """{``"dense1.dict"``: (``"dense1"``, SparseAutoencoder)} for every dense layer with a dictionary loaded by the
+    unit index (:mod:`audiovis.dictionary`; conv layers' dictionaries encode a window's maximum over time, which has
+    no place in the network to change, and are left out)."""
+    from .dictionary import SparseAutoencoder
+    out = {}
+    for name, folder in getattr(index, "dictionaries", {}).items():
+        base = dictionary_base(name)
+        if base in getattr(model, "dense_names", ()) and (folder / "sae.npz").exists():
+            out[name] = (base, SparseAutoencoder.load(folder / "sae.npz"))
+    return out
+
+
+def parse_interventions(layers: dict[str, int], ablate=(), clamp=(), dicts: dict | None = None) -> list[Intervention]:
     """Check unit names and clamp values.
 
     Parameters
@@ -124,6 +143,7 @@ def parse_interventions(layers: dict[str, int], ablate=(), clamp=()) -> list[Int
     layers : dict   {layer: n_units} (:func:`audiovis.units.layer_sizes`)
     ablate : str or iterable of str   e.g. ``["conv3:17", "dense1:3"]``
     clamp : str, iterable of ``"UNIT=VALUE"`` strings or ``(unit, value)`` pairs, or dict ``{unit: value}``
+    dicts : dict, optional   dictionaries whose features may be named too (:func:`feature_dictionaries`)
 
     Raises
     ------
@@ -135,11 +155,13 @@ def parse_interventions(layers: dict[str, int], ablate=(), clamp=()) -> list[Int
     clamp = [clamp] if isinstance(clamp, str) else list(clamp.items()) if isinstance(clamp, dict) else list(clamp or [])
     out: list[Intervention] = []
 
+    ok = {**intervenable(layers), **{n: sae.n_features for n, (_b, sae) in (dicts or {}).items()}}
+
     def unit(name) -> Unit:
-        u = parse_unit(name, layers)
-        if u.layer not in intervenable(layers):
+        u = parse_unit(name, {**layers, **ok})
+        if u.layer not in ok:
             raise ParameterError(f"unit {name!r}: output units are the predicted factors themselves and cannot be "
-                                 f"ablated or clamped; pick a unit of {', '.join(intervenable(layers))}")
+                                 f"ablated or clamped; pick a unit of {', '.join(ok)}")
         if any(iv.unit == u for iv in out):
             raise ParameterError(f"unit {name!r} is ablated or clamped twice; name each unit once")
         return u
@@ -165,8 +187,8 @@ def parse_interventions(layers: dict[str, int], ablate=(), clamp=()) -> list[Int
 
 # --------------------------------------------------------------------------- the model with units changed
 @torch.no_grad()
-def intervened_factors(model, x: np.ndarray, interventions: list[Intervention],
-                       batch_windows: int = 256) -> np.ndarray:
+def intervened_factors(model, x: np.ndarray, interventions: list[Intervention], batch_windows: int = 256,
+                       dicts: dict | None = None) -> np.ndarray:
     """Predicted factors of windows with units ablated or clamped.
 
     Parameters
@@ -178,7 +200,7 @@ def intervened_factors(model, x: np.ndarray, interventions: list[Intervention],
     Y : np.ndarray [shape=(n, n_factors)]
     """
     outs = []
-    with intervene(model, interventions):
+    with intervene(model, interventions, dicts):
         for i in range(0, len(x), batch_windows):
             outs.append(model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_windows]))).float().numpy())
     return np.concatenate(outs) if outs else np.zeros((0, len(model.out_mean)), np.float32)
@@ -186,7 +208,7 @@ def intervened_factors(model, x: np.ndarray, interventions: list[Intervention],
 
 @torch.no_grad()
 def ablation_deltas(model, x: np.ndarray, layers: dict[str, int] | None = None, hop_s: float = 1.0,
-                    chunk_bytes: int = 16 << 20) -> tuple[np.ndarray, np.ndarray]:
+                    chunk_bytes: int = 16 << 20, dicts: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """How each window's predicted factors change when each unit is ablated, one unit at a time.
 
     The layers before the unit's run once per window; the unit's layer output, recorded, is repeated once per
@@ -199,15 +221,18 @@ def ablation_deltas(model, x: np.ndarray, layers: dict[str, int] | None = None, 
     x : np.ndarray [shape=(b, n_mels, window_frames)]
     layers : dict, optional   {layer: n_units}; default every conv and dense layer
     chunk_bytes : int   size of the repeated layer output per forward pass (sets the pairs per pass)
+    dicts : dict, optional   also every feature of these dictionaries (:func:`feature_dictionaries`), after the
+        units, as :func:`intervene` changes them
 
     Returns
     -------
-    fires : np.ndarray [shape=(b, n_units), bool]   window activation > 0
+    fires : np.ndarray [shape=(b, n_units), bool]   window activation > 0 (a feature: ``z_f > 0``)
     delta : np.ndarray [shape=(b, n_units, n_factors)]   ``f(x_w) - f^-j(x_w)``, the factors' drop
     """
     layers = intervenable(layers or layer_sizes(model))
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    acts, base = Recorder(model, list(layers)).record(xt)
+    dicts = dicts or {}
+    acts, base = Recorder(model, list(dict.fromkeys([*layers, *(b for b, _s in dicts.values())]))).record(xt)
     A, _ = reduce_windows(model, acts, layers, hop_s, xt.shape[-1])
     fires = A > 0
     base = base.float()
@@ -225,21 +250,38 @@ def ablation_deltas(model, x: np.ndarray, layers: dict[str, int] | None = None, 
                 y = model(probe).float()
             delta[wi.numpy(), o + ci.numpy()] = (base[wi] - y).numpy()
         o += n
-    return fires, delta
+    F, D = [fires], [delta]
+    for bname, sae in dicts.values():                                    # features: h - z_f * W_dec[f] * std
+        h = acts[bname].float()
+        z = sae.encode(h.numpy())
+        dirs = torch.from_numpy(sae.W_dec * sae.std)
+        dd = np.zeros((len(xt), z.shape[1], base.shape[1]), np.float32)
+        w_idx, f_idx = np.nonzero(z > 0)
+        wi, fi = torch.from_numpy(w_idx), torch.from_numpy(f_idx)
+        rows = h[wi] - torch.from_numpy(z[w_idx, f_idx])[:, None] * dirs[fi]
+        with LayerHooks(model, [bname], lambda _name, _out, rows=rows: rows):
+            dd[w_idx, f_idx] = (base[wi] - model(xt[:1]).float()).numpy()
+        F.append(z > 0)
+        D.append(dd)
+    return (np.concatenate(F, 1), np.concatenate(D, 1)) if dicts else (fires, delta)
 
 
-def unit_names(layers: dict[str, int]) -> list[str]:
-    """Every conv and dense unit, in the order of :func:`~audiovis.index.reduce_windows`' columns (output last)."""
-    return [f"{name}:{i}" for name, n in intervenable(layers).items() for i in range(n)]
+def unit_names(layers: dict[str, int], dicts: dict | None = None) -> list[str]:
+    """Every conv and dense unit, in the order of :func:`~audiovis.index.reduce_windows`' columns (output last),
+    then the features of ``dicts``."""
+    sizes = {**intervenable(layers), **{n: sae.n_features for n, (_b, sae) in (dicts or {}).items()}}
+    return [f"{name}:{i}" for name, n in sizes.items() for i in range(n)]
 
 
 # --------------------------------------------------------------------------- the listeners step
 def signature(ws: Workspace, n_top: int) -> str:
-    """What the listeners file depends on: the model, the factors, the catalogue's windows."""
+    """What the listeners file depends on: the model, the factors, the catalogue's windows, the dictionaries."""
     nw = ws.get_meta("done:index", {}).get("summary", {}).get("windows")
+    saes = [(q.parent.name, hashlib.sha1(q.read_bytes()).hexdigest())
+            for q in sorted(ws.index_dir.glob("dict/*/sae.npz"))]
     return json.dumps([str(ws.get_meta("done:train")), str(ws.get_meta("done:factorize")), nw,
                        (ws.features_dir / "windows.npy").stat().st_size
-                       if (ws.features_dir / "windows.npy").exists() else None, n_top])
+                       if (ws.features_dir / "windows.npy").exists() else None, n_top, saes])
 
 
 def _require_users(ws: Workspace) -> None:
@@ -274,9 +316,10 @@ def build_listeners(workspace: str | os.PathLike | Workspace, n_top: int = 20, f
     model, _ = load_model(ws)
     model.eval()
     layers = intervenable(layer_sizes(model))
+    dicts = feature_dictionaries(UnitIndex(ws), model)        # dense1.dict:3 ... after the units
     store = FeatureStore(ws)
     hop_s = store.cfg.hop_length / store.cfg.sr
-    U, K = sum(layers.values()), model.cfg.n_factors
+    U, K = len(unit_names(layers, dicts)), model.cfg.n_factors
     st = None
     if partial.exists() and not force:
         with np.load(partial, allow_pickle=False) as z:
@@ -292,7 +335,7 @@ def build_listeners(workspace: str | os.PathLike | Workspace, n_top: int = 20, f
     bar.update(int(np.searchsorted(wsong, int(st["next_song"]))))
     for b, (_s0, s1, widx) in enumerate(song_batches(store, int(st["next_song"]), batch_windows)):
         if len(widx):
-            fires, delta = ablation_deltas(model, store.batch(widx), layers, hop_s)
+            fires, delta = ablation_deltas(model, store.batch(widx), layers, hop_s, dicts=dicts)
             songs_b = wsong[widx]
             first, inv, counts = np.unique(songs_b, return_index=True, return_inverse=True, return_counts=True)[1:]
             st["d_sum"] += np.einsum("b,buk->uk", 1.0 / counts[inv], delta, dtype=np.float64)
@@ -321,7 +364,7 @@ def build_listeners(workspace: str | os.PathLike | Workspace, n_top: int = 20, f
     summary = {"units": U, "users": len(X), "songs": int(st["n_songs"]), "windows": int(len(wsong)),
                "pairs": int(st["pairs"]), "seconds": round(time.perf_counter() - t0, 2)}
     save_npz(path, sig=np.array(sig), n_top=np.array(n_top), summary=np.array(json.dumps(summary)),
-             units=np.array(unit_names(layers)),
+             units=np.array(unit_names(layers, dicts)),
              delta=d, delta_all=(st["d_sum"] / max(int(st["n_songs"]), 1)).astype(np.float32),
              songs_fired=st["fired"], **{k: np.concatenate(v) for k, v in out.items()})
     partial.unlink(missing_ok=True)
@@ -394,136 +437,6 @@ class ListenerIndex:
 def unit_listeners(workspace, unit: str, n: int = 10) -> dict:
     """:meth:`ListenerIndex.of` for one unit (after :func:`build_listeners`)."""
     return ListenerIndex(workspace).of(unit, n)
-
-
-# --------------------------------------------------------------------------- cold start
-def _windows(engine, emb) -> np.ndarray:
-    if emb.frames is None:
-        raise ParameterError(f"'{emb.file}': the embedding keeps no frames; embed it with keep_frames=True")
-    return frame_windows(emb.frames, engine.fcfg.window_frames)[1]
-
-
-def _has_users(engine) -> bool:
-    X = getattr(engine, "user_factors", None)
-    return X is not None and len(X) > 0
-
-
-def listener_drivers(engine, emb, listeners: list[dict], n: int = 3) -> list[dict]:
-    """Add ``"drivers"`` to each listener row: the ``n`` units whose ablation lowers ``x_u . y'`` most.
-
-    Parameters
-    ----------
-    engine : audiovis.coldstart.ColdStart;  emb : Embedding with ``frames``
-    listeners : list of dict   rows of ``ColdStart.listeners`` (``user_idx``)
-
-    Returns
-    -------
-    listeners, each with ``drivers``: [{"unit", "effect"}], ``effect = x_u . (y' - y'^-j)`` > 0
-    """
-    if not listeners or not _has_users(engine):
-        return listeners
-    x = _windows(engine, emb)
-    names = unit_names(engine.layers)
-    dy = np.zeros((len(names), engine.user_factors.shape[1]))
-    bw = engine.cfg.batch_windows
-    for i in range(0, len(x), bw):
-        dy += ablation_deltas(engine.model, x[i:i + bw], engine.layers, engine.hop_s)[1].sum(0)
-    dy /= max(len(x), 1)
-    for r in listeners:
-        c = dy @ engine.user_factors[r["user_idx"]]
-        top = [j for j in np.argsort(-c, kind="stable")[:n] if c[j] > 0]
-        r["drivers"] = [{"unit": names[j], "effect": float(c[j])} for j in top]
-    return listeners
-
-
-def _clips(engine, rows: list[dict], factors: np.ndarray) -> list[dict]:
-    for r in rows:
-        r["clip_start_s"], r["clip_end_s"], r["clip_cosine"] = engine.best_window(r["song_idx"], factors)
-    return rows
-
-
-def counterfactual(engine, emb, ablate=(), clamp=(), k: int = 10, n_users: int = 10, exclude=None) -> dict:
-    """A cold-start query with units ablated or clamped, next to the original (see the module docstring).
-
-    Parameters
-    ----------
-    engine : audiovis.coldstart.ColdStart
-    emb : Embedding   with ``frames`` (``embed_file(..., units=True, keep_frames=True)``)
-    ablate, clamp : as :func:`parse_interventions`
-    exclude : iterable of int   catalogue songs not to return
-
-    Returns
-    -------
-    dict with ``interventions`` (str), ``windows`` / ``windows_changed`` (ablated units fire there, or any
-    clamp), ``factors`` (counterfactual ``y'``), ``cosine_to_original``, ``original`` and ``counterfactual``
-    (each ``{"similar", "listeners"}``; similar songs with their closest window ``clip_start_s``/``clip_end_s``,
-    counterfactual rows with ``rank_before`` (None: new in the list) and listeners with ``score_before``),
-    ``changes`` (ids that entered and left each list) and ``seconds``.
-    """
-    t0 = time.perf_counter()
-    ivs = parse_interventions(engine.layers, ablate, clamp)
-    if not ivs:
-        raise ParameterError("nothing to change: name a unit to ablate (e.g. 'conv3:17') or clamp "
-                             "(e.g. 'conv3:17=2.5')")
-    x = _windows(engine, emb)
-    y0 = np.asarray(emb.factors, np.float32)
-    y1 = intervened_factors(engine.model, x, ivs, engine.cfg.batch_windows).mean(0)
-    changed = np.zeros(len(x), bool)
-    for iv in ivs:
-        if iv.value is not None:
-            changed[:] = True
-        elif emb.acts is not None:
-            changed |= emb.acts[:, unit_names(engine.layers).index(str(iv.unit))] > 0     # model layers' columns
-        else:
-            changed[:] = True
-    ex = sorted(int(i) for i in (exclude or []))
-    users = _has_users(engine)
-    orig = {"similar": _clips(engine, engine.similar(y0, k, exclude=ex), y0),
-            "listeners": engine.listeners(y0, n_users) if users else []}
-    cf = {"similar": _clips(engine, engine.similar(y1, k, exclude=ex), y1),
-          "listeners": engine.listeners(y1, n_users) if users else []}
-    before = {r["song_idx"]: r["rank"] for r in orig["similar"]}
-    for r in cf["similar"]:
-        r["rank_before"] = before.get(r["song_idx"])
-    if users:
-        s0 = engine.user_factors @ y0
-        rank0 = np.empty(len(s0), np.int64)
-        rank0[np.argsort(-s0, kind="stable")] = np.arange(1, len(s0) + 1)
-        for r in cf["listeners"]:
-            r["score_before"] = float(s0[r["user_idx"]])
-            r["rank_before"] = int(rank0[r["user_idx"]])
-    changes = {}
-    for key, id_key in (("similar", "song_id"), ("listeners", "user_id")):
-        a, b = [r[id_key] for r in orig[key]], [r[id_key] for r in cf[key]]
-        changes[key] = {"kept": len(set(a) & set(b)), "entered": [i for i in b if i not in a],
-                        "left": [i for i in a if i not in b]}
-    cos = float(y0 @ y1 / max(np.linalg.norm(y0) * np.linalg.norm(y1), 1e-12))
-    return {"interventions": [str(iv) for iv in ivs], "windows": int(len(x)), "windows_changed": int(changed.sum()),
-            "factors": [float(v) for v in y1], "cosine_to_original": cos, "original": orig, "counterfactual": cf,
-            "changes": changes, "seconds": round(time.perf_counter() - t0, 4)}
-
-
-def format_counterfactual(cf: dict) -> str:
-    """Plain-text side-by-side tables (original | counterfactual) of :func:`counterfactual`'s result."""
-    lines = [f"Counterfactual: {', '.join(cf['interventions'])} ({cf['windows_changed']} of {cf['windows']} "
-             f"windows changed; cosine of the factors to the original {cf['cosine_to_original']:.3f})",
-             f"  {'rank':>4}  {'original song':<16} {'score':>7}   {'counterfactual':<16} {'score':>7} {'was':>4}"]
-    o, c = cf["original"], cf["counterfactual"]
-    for a, b in zip(o["similar"], c["similar"]):
-        was = b["rank_before"] if b["rank_before"] is not None else "new"
-        lines.append(f"  {a['rank']:>4}  {a['song_id']:<16} {a['score']:>7.3f}   {b['song_id']:<16} "
-                     f"{b['score']:>7.3f} {was!s:>4}")
-    if c["listeners"]:
-        lines += ["", f"  {'rank':>4}  {'original user':<16} {'score':>7}   {'counterfactual':<16} {'score':>7} "
-                      f"{'was':>5}"]
-        for a, b in zip(o["listeners"], c["listeners"]):
-            lines.append(f"  {a['rank']:>4}  {a['user_id']:<16} {a['score']:>7.3f}   {b['user_id']:<16} "
-                         f"{b['score']:>7.3f} {b['rank_before']:>5}")
-    for key in ("similar", "listeners"):
-        ch = cf["changes"][key]
-        if ch["entered"]:
-            lines.append(f"  {key}: entered {', '.join(ch['entered'])}; left {', '.join(ch['left'])}")
-    return "\n".join(lines)
 
 
 def format_unit_listeners(d: dict) -> str:

@@ -87,7 +87,7 @@ def format_recommendation(rec: dict) -> str:
         lines += [f"  {r['user_id']:<16} " + ", ".join(f"{d['unit']} +{d['effect']:.3f}" for d in r["drivers"])
                   for r in rec["listeners"]]
     if rec.get("counterfactual"):
-        from .listeners import format_counterfactual
+        from .counterfactual import format_counterfactual
         lines += ["", format_counterfactual(rec["counterfactual"])]
     return "\n".join(lines)
 

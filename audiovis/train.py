@@ -16,6 +16,7 @@ from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
 from .model import PRESETS, AudioCNN, ModelConfig, load_checkpoint, save_checkpoint
+from .readout import refit_output
 from .workspace import Workspace
 
 
@@ -103,6 +104,59 @@ def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Gener
         x = (10 * np.log10(np.maximum(p, 1e-10))).astype(np.float32)
         y = lam[:, None] * y + (1 - lam[:, None]) * y[j]
     return x, y
+
+
+def pretrain(model: AudioCNN, store: FeatureStore, songs: np.ndarray, cfg: TrainConfig, device,
+             progress: bool = True) -> list[float]:
+    """Self-supervised contrastive pretraining of the conv layers (CLMR / COLA style), in place; no plays needed.
+
+    Each batch holds two augmented random crops of ``cfg.batch_size // 2`` songs; a projection head (two linear
+    layers on the pooled conv features) maps each crop to a unit vector, and the NT-Xent loss (temperature
+    ``cfg.pretrain_temperature``) pulls the two crops of a song together and pushes the other songs' crops away.
+    ``songs`` may include the held-out songs: their audio is known at cold-start time (their plays are not).
+
+    Returns
+    -------
+    losses : list of float   mean loss per epoch
+    """
+    rng = np.random.default_rng(cfg.seed + 1)
+    d = model.features(torch.zeros(1, store.cfg.n_mels, store.cfg.window_frames, device=device)).shape[1]
+    head = torch.nn.Sequential(torch.nn.Linear(d, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128)).to(device)
+    params = [p for n, p in model.named_parameters() if n.startswith("conv")] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    crops = _Crops(store, songs, np.zeros((len(songs), 1), np.float32), rng)
+    n = max(2, cfg.batch_size // 2)
+    losses = []
+    model.train()
+    for epoch in range(cfg.pretrain_epochs):
+        tl = 0.0
+        bar = tqdm(range(cfg.steps_per_epoch), desc=f"pretrain epoch {epoch + 1}/{cfg.pretrain_epochs}",
+                   unit="batch", disable=not progress, leave=False)
+        for _ in bar:
+            pick = rng.choice(len(crops.songs), size=min(n, len(crops.songs)), replace=False)
+            xs = []
+            for _view in range(2):
+                W = store.cfg.window_frames
+                starts = (rng.random(len(pick)) * (crops.lengths[pick] - W + 1)).astype(np.int64)
+                x = np.stack([np.asarray(store.logmel[store.offsets[s] + st:store.offsets[s] + st + W],
+                                         dtype=np.float32).T for s, st in zip(crops.songs[pick], starts)])
+                xs.append(augment(x, np.zeros((len(x), 1), np.float32), cfg, rng)[0])
+            x = torch.from_numpy(np.concatenate(xs)).to(device)
+            z = F.normalize(head(model.features(x)), dim=1)
+            sim = z @ z.T / cfg.pretrain_temperature
+            sim.fill_diagonal_(-math.inf)
+            m = len(pick)
+            target = torch.cat([torch.arange(m, 2 * m), torch.arange(0, m)]).to(device)
+            loss = F.cross_entropy(sim, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tl += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        losses.append(tl / cfg.steps_per_epoch)
+        if progress:
+            print(f"pretrain: epoch {epoch + 1:3d}  contrastive loss {losses[-1]:.4f}")
+    return losses
 
 
 _STATE_KEYS = ("config", "model", "opt", "epoch", "best", "best_epoch", "history", "best_state", "torch_rng",
@@ -225,6 +279,15 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                 ws.db.execute("INSERT INTO report(stage, item, reason) VALUES ('train', ?, ?)",
                               (state_path.name, msg))
             state_path.unlink(missing_ok=True)
+    pretrain_losses = None
+    if cfg.pretrain_epochs and start_epoch == 0:
+        every = np.flatnonzero(has_win)                   # all songs' audio: no plays are used here
+        pretrain_losses = pretrain(model, store, every, cfg, device, progress)
+    if cfg.pretrain_epochs and cfg.freeze_conv:           # the pretrained front end stays as it is
+        for name, p in model.named_parameters():
+            p.requires_grad_(not name.startswith("conv"))
+        for name in model.conv_names:
+            getattr(model, name).eval()
     crops = _Crops(store, tr, Y[tr], rng)
     t0 = time.time()
     n_seen = 0
@@ -232,6 +295,9 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         if epoch - best_epoch > cfg.patience and best_epoch >= 0:
             break
         model.train()
+        if cfg.pretrain_epochs and cfg.freeze_conv:       # frozen conv blocks keep their batch-norm statistics
+            for name in model.conv_names:
+                getattr(model, name).eval()
         bar = tqdm(range(cfg.steps_per_epoch), desc=f"train epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress, leave=False)
         tl = 0.0
@@ -268,10 +334,14 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             torch.save(st, tmp)
     model.load_state_dict(best_state)
     model.cpu().eval()
+    readout_lambda = None
+    if cfg.song_readout and not model.cfg.normalize_output:   # the output layer is linear: refit it on songs
+        readout_lambda = refit_output(model, store, tr, va, Y)
     summary = {"best_valid_mse": best, "best_epoch": best_epoch + 1, "epochs_run": len(history),
                "train_songs": len(tr), "valid_songs": len(va), "device": str(device),
                "windows_per_s": n_seen / max(time.time() - t0, 1e-9), "seconds": time.time() - t0,
-               "params": sum(p.numel() for p in model.parameters())}
+               "params": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses,
+               "readout_lambda": readout_lambda}
     save_checkpoint(ws.model_path, model, {"train": cfg.to_dict(), "feature": store.cfg.to_dict(),
                                            "history": history, "summary": summary})
     state_path.unlink(missing_ok=True)

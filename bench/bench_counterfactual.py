@@ -1,4 +1,4 @@
-"""Counterfactual cold-start queries and the listeners step (audiovis.listeners).
+"""Counterfactual cold-start queries and the listeners step (audiovis.counterfactual, audiovis.listeners).
 
     python bench/bench_counterfactual.py -w /tmp/ws_listen [--threads 2] [--songs 20] [--listeners]
 
@@ -6,7 +6,8 @@
    kept with ``keep_frames=True``: the song's windows through the model with the units changed, similar songs
    with their closest windows, likely listeners, the comparison): for ``--songs`` held-out demo songs (split
    ``test``, read as new files), one ablation (the song's most active unit), one clamp (that unit at twice its
-   peak) and three ablations at once. p50 / max over all queries. Also ``listener_drivers`` (every conv and dense
+   peak), three ablations at once and, per dense-layer dictionary (``audiovis dictionary``), an ablation of the
+   song's strongest feature. p50 / max over all queries. Also ``listener_drivers`` (every conv and dense
    unit ablated in turn, for the 10 likely listeners) and the full ``recommend`` with ``--ablate``.
 2. ``--listeners``: ``build_listeners(force=True)`` on the workspace (write access: use a copy).
 """
@@ -34,19 +35,25 @@ def main(argv=None) -> dict:
 
     from audiovis import listeners as L
     from audiovis.coldstart import get_engine
+    from audiovis.counterfactual import listener_drivers
     from audiovis.workspace import Workspace
     torch.set_num_threads(a.threads)
     ws = Workspace(a.workspace)
     eng = get_engine(ws)
     test = [s for s, sp in zip(ws.songs(), ws.splits()) if sp == "test"][:a.songs]
+    dicts = L.feature_dictionaries(eng.index, eng.model)
     cf_t, drv_t, rec_t, examples = [], [], [], []
     for i, s in enumerate(test):
         path = ws.resolve_audio(s["path"])
         emb = eng.embed_file(path, units=True, keep_frames=True)
         units = [u["unit"] for u in eng.active_units(emb, 3)]
         top = eng.active_units(emb, 1)[0]
-        for ablate, clamp in (([units[0]], []), ([], [f"{units[0]}={2 * top['peak_activation']:.3f}"]),
-                              (units, [])):
+        queries = [([units[0]], []), ([], [f"{units[0]}={2 * top['peak_activation']:.3f}"]), (units, [])]
+        for name, (base, sae) in dicts.items():                     # the song's strongest dictionary feature
+            lo = L.unit_names(eng.layers).index(f"{base}:0")
+            z = sae.encode(emb.acts[:, lo:lo + eng.layers[base]])
+            queries.append(([f"{name}:{int(z.max(0).argmax())}"], []))
+        for ablate, clamp in queries:
             t0 = time.perf_counter()
             cf = eng.counterfactual(emb, ablate, clamp, k=10, n_users=10, exclude=[s["idx"]])
             cf_t.append(time.perf_counter() - t0)
@@ -57,7 +64,7 @@ def main(argv=None) -> dict:
                                  "similar_kept": cf["changes"]["similar"]["kept"],
                                  "listeners_kept": cf["changes"]["listeners"]["kept"]})
         t0 = time.perf_counter()
-        L.listener_drivers(eng, emb, eng.listeners(emb.factors, 10))
+        listener_drivers(eng, emb, eng.listeners(emb.factors, 10))
         drv_t.append(time.perf_counter() - t0)
         if i < 5:
             t0 = time.perf_counter()

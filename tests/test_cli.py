@@ -128,10 +128,13 @@ def test_each_stage_offers_the_fields_of_its_configs():
     def config_flags(p) -> set:
         return {s for a in p._actions for s in a.option_strings} - {"-h", "--help", "-w", "--workspace"}
 
+    def no_flags(names) -> set:                  # a switch that is on by default also has its --no- form
+        return {"--no-" + _flag(f)[2:] for n in names for f in fields(CONFIGS[n]) if f.default is True}
+
     for stage, (_, names) in STAGES.items():
-        want = {_flag(f) for n in names for f in fields(CONFIGS[n])} | {"--force"}
+        want = {_flag(f) for n in names for f in fields(CONFIGS[n])} | {"--force"} | no_flags(names)
         want |= {"--jobs", "--engine", "--ray-address"} if stage == "featurize" else set()
-        want |= {"--engine", "--ray-address"} if stage == "index" else set()
+        want |= {"--engine", "--ray-address", "--model", "--model-sr", "--model-input"} if stage == "index" else set()
         assert config_flags(sub[stage]) == want, stage
     every = {_flag(f) for c in CONFIGS.values() for f in fields(c)}
     assert every <= config_flags(sub["run"]) and every <= config_flags(sub["demo"])

@@ -134,6 +134,15 @@ def test_the_page_dissection_and_export_show_features(dict_ws, tmp_path):
     assert [r["unit"] for r in ex.unit_table("dense1.dict", sort="unit")][:2] == ["dense1.dict:0", "dense1.dict:1"]
     assert ex.heatmap("dense1.dict").z.shape[0] == 16
     assert ex.song_view(0, "dense1.dict", n_units=2)["units"][0][0].startswith("dense1.dict:")
+    # a workspace indexed with a model adapter (no CNN to run): the index's own windows, one value each
+    from types import SimpleNamespace
+
+    from audiovis.dictionary import feature_curves
+    no_model = SimpleNamespace(model=None, index=ex.index, store=ex.store, cfg=ex.cfg, hop_s=ex.hop_s, ws=ws)
+    song = rows[0].song_idx
+    (t, v), = feature_curves(no_model, parse_unit("dense1.dict:2"), [(song, 0.0, ex.song_duration(song))])
+    c = ex.index.column("dense1.dict:2")
+    np.testing.assert_array_equal(v, np.asarray(ex.index.acts[ex.store.song_windows(song), c], np.float32))
     res = dissect(ws, descriptors=False, progress=False)
     assert "dense1.dict:0" in res["units"]
     out = export_index(ws, tmp_path / "export")
@@ -180,3 +189,15 @@ def test_the_cli_defaults_are_the_config_defaults():
     a = build_parser().parse_args(["dictionary", "--layer", "dense1"])
     cfg = DictionaryConfig()
     assert (a.features, a.k, a.epochs, a.seed) == (cfg.features, cfg.k, cfg.epochs, cfg.seed)
+
+
+def test_stacked_columns_index_like_the_concatenated_array():
+    rng = np.random.default_rng(0)
+    parts = [rng.standard_normal((7, w)).astype(np.float16) for w in (3, 4, 2)]
+    S, A = UnitIndex.StackedColumns(parts), np.concatenate(parts, 1)
+    assert S.shape == A.shape and len(S) == 7 and S.dtype == np.float16
+    np.testing.assert_array_equal(np.asarray(S, np.float32), A.astype(np.float32))
+    for key in (2, slice(1, 5), np.array([0, 5]), (slice(None), slice(3, 7)), (slice(None), slice(2, 8)),
+                (np.array([1, 6]), slice(-2, None)), (3, 4), (slice(None), np.array([8, 0, 4])),
+                (slice(None), slice(0, 9, 2)), (slice(None), slice(5, 5))):
+        np.testing.assert_array_equal(S[key], A[key])

@@ -132,3 +132,8 @@ def test_the_page_shows_features_explanations_and_the_score_picture(built_ws, tm
     assert len(at.get("image")) == 2                         # the score distribution and the heat map
     df = at.dataframe[0].value
     assert {"explanation", "score"} <= set(df.columns) and df["explanation"].iloc[0]
+    word = res["units"]["dense1.dict:1"]["text"].split(",")[0].split("=")[-1].replace("not ", "")
+    at.sidebar.text_input(key="ov_query").set_value(word).run()
+    assert not at.exception and "dense1.dict:1" in list(at.dataframe[0].value["unit"])
+    at.sidebar.text_input(key="ov_query").set_value("zzzz nothing").run()
+    assert any("No unit of dense1.dict matches" in i.value for i in at.info)

@@ -14,7 +14,7 @@ from conftest import SR, synth_song
 from audiovis import coldstart as cs
 from audiovis import listeners as L
 from audiovis.errors import ParameterError, WorkspaceError
-from audiovis.features import FeatureStore
+from audiovis.features import FeatureStore, frame_windows
 from audiovis.model import save_checkpoint
 from audiovis.train import load_model
 from audiovis.units import layer_sizes
@@ -178,7 +178,7 @@ def test_counterfactual_query(built_ws, new_song):
     rec = eng.recommend(new_song, k=5, n_users=6, ablate=["dense1:1"], clamp=["conv3:2=3.5"], drivers=True)
     emb, cf = rec["embedding"], rec["counterfactual"]
     assert cf["interventions"] == ["dense1:1", "conv3:2=3.5"] and cf["windows_changed"] == cf["windows"] == 3
-    x = L.frame_windows(emb.frames, eng.fcfg.window_frames)[1]
+    x = frame_windows(emb.frames, eng.fcfg.window_frames)[1]
     iv = L.parse_interventions(eng.layers, ["dense1:1"], ["conv3:2=3.5"])
     y1 = L.intervened_factors(eng.model, x, iv).mean(0)
     np.testing.assert_allclose(cf["factors"], y1, rtol=1e-6)
@@ -274,7 +274,7 @@ def test_counterfactual_in_the_cold_start_view_in_a_real_browser(built_ws, corpu
             page.get_by_text("Counterfactual listening", exact=True).wait_for(timeout=120_000)
             page.wait_for_function(idle, timeout=120_000)
             n_audio = page.eval_on_selector_all("audio", "els => els.length")
-            assert "Driven by: the units whose ablation" in page.inner_text("[data-testid=stMain]")
+            assert "Units that drove it towards each listener" in page.inner_text("[data-testid=stMain]")
             page.locator("[data-testid=stMultiSelect]").first.click()
             page.keyboard.type("dense1:")
             page.keyboard.press("Enter")
@@ -291,3 +291,66 @@ def test_counterfactual_in_the_cold_start_view_in_a_real_browser(built_ws, corpu
             assert "index 999 out of range" in page.inner_text("[data-testid=stMain]")
         finally:
             browser.close()
+
+
+def _toy_sae(d: int):
+    """Feature 0 reads and writes dense1:J alone; feature 1 never fires (k = 1 and a negative bias)."""
+    from audiovis.dictionary import SparseAutoencoder
+    W_enc, W_dec = np.zeros((d, 2), np.float32), np.zeros((2, d), np.float32)
+    W_enc[J, 0], W_dec[0, J], W_dec[1, 0] = 1.0, 1.0, 1.0
+    return SparseAutoencoder(W_enc, [0.0, -1.0], W_dec, np.zeros(d), np.zeros(d), np.ones(d), k=1)
+
+
+def test_toy_dictionary_feature_ablation_and_clamp(toy_ws):
+    ws, model, X, _ = toy_ws
+    layers = layer_sizes(model)
+    dicts = {"dense1.dict": ("dense1", _toy_sae(layers["dense1"]))}
+    x = FeatureStore(ws).batch(np.arange(10))
+    fires, delta = L.ablation_deltas(model, x, layers, dicts=dicts)
+    names = L.unit_names(layers, dicts)
+    f0, f1, j = names.index("dense1.dict:0"), names.index("dense1.dict:1"), names.index(f"dense1:{J}")
+    assert names[-2:] == ["dense1.dict:0", "dense1.dict:1"] and delta.shape[1] == len(names)
+    np.testing.assert_allclose(delta[:, f0], delta[:, j], atol=1e-6)          # the feature is unit J here
+    assert fires[:, f0].all() and not fires[:, f1].any() and not delta[:, f1].any()
+    with torch.no_grad():
+        base = model(torch.from_numpy(x)).numpy()
+    ab = L.intervened_factors(model, x, L.parse_interventions(layers, ["dense1.dict:0"], dicts=dicts), dicts=dicts)
+    np.testing.assert_allclose(base - ab, delta[:, f0], atol=1e-6)
+    cl = L.intervened_factors(model, x, L.parse_interventions(layers, clamp=["dense1.dict:0=5"], dicts=dicts),
+                              dicts=dicts)
+    np.testing.assert_allclose(cl[:, 0], 5 * model.out_std[0].item() + model.out_mean[0].item(), rtol=1e-5)
+    with pytest.raises(ParameterError, match="index 2 out of range"):
+        L.parse_interventions(layers, ["dense1.dict:2"], dicts=dicts)
+    with pytest.raises(ParameterError, match="no layer 'dense1.dict'"):
+        L.parse_interventions(layers, ["dense1.dict:0"])
+
+
+def test_listeners_of_trained_dictionary_features(built_ws, tmp_path, capsys):
+    """With a dictionary of dense1 (audiovis.dictionary), its features get listeners and can be ablated in a
+    query; the shortcut matches the hooked model for a feature too."""
+    from audiovis.cli import main
+    from audiovis.dictionary import DictionaryConfig, train_dictionary
+    from audiovis.index import UnitIndex
+    ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
+    train_dictionary(ws, "dense1", DictionaryConfig(features=8, k=2, epochs=20), progress=False)
+    model, _ = load_model(ws)
+    dicts = L.feature_dictionaries(UnitIndex(ws), model)
+    assert list(dicts) == ["dense1.dict"]
+    x = FeatureStore(ws).batch(np.arange(12))
+    fires, delta = L.ablation_deltas(model, x, layer_sizes(model), dicts=dicts)
+    names = L.unit_names(layer_sizes(model), dicts)
+    f = max((i for i, u in enumerate(names) if u.startswith("dense1.dict:")), key=lambda i: fires[:, i].sum())
+    with torch.no_grad():
+        base = model(torch.from_numpy(x)).numpy()
+    y = L.intervened_factors(model, x, L.parse_interventions(layer_sizes(model), [names[f]], dicts=dicts),
+                             dicts=dicts)
+    np.testing.assert_allclose(base - y, delta[:, f], atol=1e-5)
+    L.build_listeners(ws, n_top=5, progress=False)
+    li = L.ListenerIndex(ws)
+    assert "dense1.dict" in li.layers and li.delta.shape[0] == len(names)
+    d = li.of(names[f], 3)
+    assert d["songs_fired"] > 0 and len(d["listeners"]) == 3
+    cs.forget_engine(ws)
+    song = ws.songs()[2]["path"]
+    assert main(["recommend", "-w", str(ws.path), str(ws.resolve_audio(song)), "--ablate", names[f], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counterfactual"]["interventions"] == [names[f]]

@@ -52,7 +52,7 @@ OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
 ALL_LAYERS = "(all layers)"
 # widget keys kept across views (Streamlit drops the state of widgets not drawn in a run)
 PERSIST = ("ws", "view", "layer", "unit", "n", "bottom", "sort", "query", "ov_layer", "ov_sort", "song",
-           "song_query", "song_layer", "song_units")
+           "song_query", "song_layer", "song_units", "ov_query")
 
 
 # ----------------------------------------------------------------------------- state and URL
@@ -260,19 +260,23 @@ def layer_ui(ws_path: str) -> dict:
     if ss.get("ov_sort") not in sorts:
         ss["ov_sort"] = "unit"
     sort = st.sidebar.selectbox("Sort by", sorts, key="ov_sort")
+    query = st.sidebar.text_input("Search", key="ov_query", placeholder="unit, label or explanation, e.g. ska")
     st.title(f"Layer {layer}: {ex.layers[layer]} units")
     for msg in ex.index.stale_dictionaries.values():
         st.warning(msg)
     if ex.explanations:
-        st.image(score_png(ws_path, layer, stamp), caption="simulation scores of the layer's explanations "
-                 "(audiovis explain: Pearson r on held-out songs; dashed: median)")
+        st.image(score_png(ws_path, layer, stamp), width=480, caption="simulation scores of the layer's "
+                 "explanations (audiovis explain: Pearson r on held-out songs; dashed: median)")
     hm = None
     if ex.labels:
         hm, png = heatmap(ws_path, layer, stamp)
         st.markdown("Mean activation of each unit over the windows with each ground-truth value, in standard "
                     "deviations from the unit's mean (red: the unit fires more on that value).")
         st.image(png, width="stretch")
-    rows = unit_table(ws_path, layer, sort, "", stamp)
+    rows = unit_table(ws_path, layer, sort, query, stamp)
+    if not rows:
+        st.info(f"No unit of {layer} matches {query!r}.")
+        return {"view": "layer", "layer": layer}
     df = pd.DataFrame(rows)[["unit", "strength", "selectivity", "sparsity", "mean", "label", "explanation",
                              "score"]]
     if not ex.explanations:

@@ -14,7 +14,7 @@ from ..errors import AudiovisError
 from ..pictures import render_timelines
 from ..workspace import Workspace
 from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed
-from .listeners import counterfactual_ui, drivers_text
+from .listeners import counterfactual_ui, drivers_text, drivers_ui
 
 
 @st.cache_resource(show_spinner="Loading the model for cold-start queries...", max_entries=4)
@@ -89,10 +89,9 @@ def coldstart_ui(ws_path: str) -> dict:
                 st.warning(f"cannot play {r['song_id']}: {e}")
     with right:
         st.markdown("#### Likely listeners")
-        st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3), "driven by": drivers_text(r)}
+        st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3), "driven by": drivers_text(r, 1)}
                       for r in rec["listeners"]], hide_index=True, width="stretch")
-        if rec["listeners"]:
-            st.caption("Driven by: the units whose ablation lowers that listener's score most (the drop).")
+        drivers_ui(ws_path, rec["listeners"])
         st.markdown("#### Most active units")
         st.markdown("\n".join(
             f"{r['rank']}. [{r['unit']}]({unit_link(r['unit'], ws_path)}) · z {r['score']:.2f} · peak "

@@ -198,7 +198,7 @@ def heatmap(ws_path: str, layer: str, stamp: str = "") -> tuple[HeatMap, bytes]:
 def score_png(ws_path: str, layer: str, stamp: str = "") -> bytes:
     """The distribution of a layer's explanation scores (:func:`audiovis.pictures.render_scores`)."""
     ex = get_explorer(ws_path)
-    return render_scores([ex.explanations.get(u, {}).get("score") for u in ex.index.units(layer)])
+    return render_scores([ex.explanations.get(u, {}).get("score") for u in ex.index.units(layer)], 480, 140)
 
 
 def sort_keys(ex: Explorer) -> list[str]:

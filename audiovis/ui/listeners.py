@@ -43,16 +43,29 @@ def unit_listeners_ui(ws_path: str, unit: str, n: int = 10) -> None:
         return
     d = li.of(unit, n)
     st.caption(f"Effect on a listener: how much {unit} raises their score x_u · y of a song it fires in, on "
-               f"average (the score's drop when the unit is silenced in the windows where it fires). It fires in "
+               f"average (the score's drop when it is silenced in the windows where it fires; a dictionary "
+               f"feature: its part of the layer's output taken out). It fires in "
                f"{d['songs_fired']} of {d['songs']} songs; **mean effect over all users {d['mean_effect']:+.4f}** "
                f"(mean |effect| {d['mean_abs_effect']:.4f}).")
     st.dataframe([{"rank": r["rank"], "user": r["user_id"], "effect": round(r["effect"], 4)} for r in d["listeners"]],
                  hide_index=True, width="content")
 
 
-def drivers_text(row: dict) -> str:
-    """'dense1:177 +0.062, ...' for a listener row with ``drivers``."""
-    return ", ".join(f"{d['unit']} +{d['effect']:.3f}" for d in row.get("drivers", []))
+def drivers_text(row: dict, n: int | None = None) -> str:
+    """'dense1:177 +0.062, ...' for a listener row with ``drivers`` (the first ``n``)."""
+    return ", ".join(f"{d['unit']} +{d['effect']:.3f}" for d in row.get("drivers", [])[:n])
+
+
+def drivers_ui(ws_path: str, listeners: list[dict]) -> None:
+    """Each likely listener's driving units, linked to their unit views."""
+    if not any(r.get("drivers") for r in listeners):
+        return
+    with st.expander("Units that drove it towards each listener"):
+        st.caption("The units whose ablation (silenced where they fire) lowers that listener's score x_u · y' "
+                   "most, with the drop.")
+        st.markdown("\n".join(f"- **{r['user_id']}**: " + ", ".join(
+            f"[{d['unit']}]({unit_link(d['unit'], ws_path)}) +{d['effect']:.3f}" for d in r.get("drivers", []))
+            for r in listeners))
 
 
 def _embedding(ws_path: str, eng, name: str, data: bytes):
@@ -91,7 +104,8 @@ def counterfactual_ui(ws_path: str, eng, name: str, data: bytes, rec: dict, k: i
     st.caption("Silence units where they fire (ablate) or hold them at a value in every window (clamp, in the "
                "unit's activation units, as in its unit view), and see where the model would put the song then.")
     active = [u["unit"] for u in rec.get("units", [])]
-    options = active + [u for u in lst.unit_names(eng.layers) if u not in active]
+    options = active + [u for u in lst.unit_names(eng.layers, lst.feature_dictionaries(eng.index, eng.model))
+                        if u not in active]
     c1, c2 = st.columns(2)
     ablate = c1.multiselect("Ablate units", options, key="cf_ablate", placeholder="the most active units first")
     clamp_text = c2.text_input("Clamp units (UNIT=VALUE, comma-separated)", key="cf_clamp",
