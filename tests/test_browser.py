@@ -82,6 +82,11 @@ def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_p
             assert r.ok and r.headers.get("content-type", "").startswith("audio/")
             y, sr = sf.read(io.BytesIO(r.body()))
             assert sr == 22050 and len(y) > sr              # a clip of the catalogue, seconds long
+            imgs = page.locator("[data-testid=stMain] img")
+            for i in range(imgs.count()):                   # images below the fold load when scrolled to
+                imgs.nth(i).scroll_into_view_if_needed()
+            page.wait_for_function("[...document.querySelectorAll('[data-testid=stMain] img')]"
+                                   ".every(e => e.complete)", timeout=60_000)
             widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
             assert widths and min(widths) > 100             # the timeline image decoded
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from audiovis.readout import ridge_fit, ridge_fit_predict
 
@@ -31,8 +32,12 @@ def test_refit_output_makes_song_predictions_the_song_level_ridge(built_ws):
     tr, va, te = (np.flatnonzero(split == s) for s in ("train", "valid", "test"))
     E = song_means(model, store, model.dense_names[-1])
     want, _ = ridge_fit_predict(E[tr], Y[tr], E[va], Y[va], E[te])
+    with torch.no_grad():                          # training already refitted it (song_readout): undo that
+        model.output.weight.normal_(generator=torch.Generator().manual_seed(0))
     before = predict_songs(model, store, te)
     refit_output(model, store, tr, va, Y)
     after = predict_songs(model, store, te)
     assert np.allclose(after, want, atol=1e-3)
     assert not np.allclose(before, after, atol=1e-3)
+    refit_output(model, store, tr, va, Y)             # idempotent: the same songs, the same map
+    assert np.allclose(predict_songs(model, store, te), after, atol=1e-5)
