@@ -4,8 +4,9 @@ The Python API (docs/model.md): ``Workspace`` (storage), ``run_pipeline`` (every
 unit's top clips and statistics), ``get_engine`` / ``ColdStart`` (embed and recommend new songs),
 ``add_songs`` (add them without retraining), ``export_index`` / ``read_export`` (the index as versioned
 files), ``load_adapter`` / ``TorchAdapter`` (index a model of your own), ``train_dictionary`` (sparse dictionary
-features), ``explain`` (scored explanations) and ``build_listeners`` (the listeners behind each unit). ``import audiovis`` stays light: all but ``Workspace``, the configs and the errors are imported on first
-use (torch only then).
+features), ``explain`` (scored explanations) and ``build_listeners`` (the listeners behind each unit).
+``import audiovis`` stays light: all but ``Workspace``, the configs and the errors are imported on first use
+(torch only then).
 """
 from .config import FactorConfig, FeatureConfig
 from .errors import AudioError, AudiovisError, DataError, DependencyError, ParameterError, WorkspaceError
