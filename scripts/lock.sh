@@ -14,5 +14,5 @@ fi
 compile() { uv pip compile -q pyproject.toml requirements/build.in --universal --python-version 3.11 \
                 --generate-hashes --custom-compile-command "bash scripts/lock.sh" "$@"; }
 compile --extra dev -o requirements/dev.txt "${@}"           # tests: everything CI installs
-compile -c requirements/dev.txt -o requirements/run.txt      # the demo: the same pins, without the dev tools
+compile -c requirements/dev.txt --extra crepe -o requirements/run.txt   # the demo: the same pins, without the dev tools (with CREPE for --model crepe)
 echo "requirements/dev.txt: $(grep -c '^[a-zA-Z]' requirements/dev.txt) pins; requirements/run.txt: $(grep -c '^[a-zA-Z]' requirements/run.txt) pins"
