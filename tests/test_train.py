@@ -98,3 +98,36 @@ def test_unreadable_train_state_restarts_from_scratch(built_ws, tmp_path, capsys
     train(ws, cfg, force=True, progress=False)
     torch.set_num_threads(threads)
     assert ws.report("train") == []
+
+
+def test_contrastive_pretraining_and_frozen_conv_layers(built_ws, tmp_path, monkeypatch):
+    """pretrain_epochs runs the contrastive stage first (its loss falls from ln(2n - 1), chance); with freeze_conv
+    the supervised stage leaves the pretrained conv layers as they are; the song readout is on by default."""
+    import shutil
+    from dataclasses import replace
+
+    import audiovis.train as T
+    from audiovis.config import TrainConfig
+    from audiovis.train import pretrain, train
+    seen = {}
+
+    def recording(model, *a, **kw):                 # the conv weights as pretraining leaves them
+        out = pretrain(model, *a, **kw)
+        seen.update({k: v.clone() for k, v in model.state_dict().items() if k.startswith("conv")})
+        return out
+    monkeypatch.setattr(T, "pretrain", recording)
+    ws_dir = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws_dir)
+    ws = Workspace(ws_dir)
+    cfg = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=16, pretrain_epochs=3, freeze_conv=True, num_threads=1)
+    assert TrainConfig().song_readout
+    out = train(ws, cfg, force=True, progress=False)
+    losses = out["pretrain_losses"]
+    assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < np.log(2 * 8 - 1)
+    assert out["readout_lambda"] is not None
+    model, _ = load_model(ws)
+    assert seen and all(torch.equal(seen[k], v) for k, v in model.state_dict().items() if k in seen)
+    store = FeatureStore(ws)
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("conv")}
+    pretrain(model, store, np.arange(store.n_songs), replace(cfg, pretrain_epochs=1), "cpu", progress=False)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
