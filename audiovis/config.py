@@ -81,7 +81,10 @@ class TrainConfig(Config):
     batch_size: int = setting(64, "crops per batch")
     lr: float = setting(1e-3, "learning rate (AdamW)")
     weight_decay: float = setting(1e-2, "AdamW weight decay")
-    patience: int = setting(10, "stop after this many epochs without a better validation MSE")
+    patience: int = setting(10, "stop after this many epochs without a better validation score")
+    early_stop: str = setting("valid_mse", "the validation score that picks the epoch: valid_mse (factors' error) "
+                                           "or valid_auc (the cold-start AUC of the validation songs)",
+                              choices=("valid_mse", "valid_auc"))
     lr_decay: float = setting(0.3, "multiply the learning rate by this after lr-patience epochs without "
                                    "improvement (1 keeps it constant)")
     lr_patience: int = setting(3, "epochs without improvement before the learning rate decays")

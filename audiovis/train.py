@@ -15,6 +15,7 @@ from .config import TrainConfig
 from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
+from .metrics import cold_start_metrics
 from .model import PRESETS, AudioCNN, ModelConfig, load_checkpoint, save_checkpoint
 from .readout import refit_output
 from .workspace import Workspace
@@ -247,6 +248,10 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     model, opt, sched, rng = fresh()
     va_windows = np.flatnonzero(np.isin(store.windows[:, 0], va))
     va_targets = torch.from_numpy(Y[store.windows[va_windows, 0]])
+    if cfg.early_stop == "valid_auc":                   # validation songs' plays (WMF saw them; the CNN did not)
+        va_song_pos = np.searchsorted(va, store.windows[va_windows, 0])
+        va_counts = np.bincount(va_song_pos, minlength=len(va)).astype(np.float64)
+        va_played = (ws.play_matrix().tocsc()[:, va] > 0).toarray()
     state_path = ws.path / "train_state.pt"
     start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
     with ws.db:
@@ -316,6 +321,12 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         vl = F.mse_loss((pred - va_targets) / model.out_std.cpu(), torch.zeros_like(pred)).item()
         history.append({"epoch": epoch + 1, "train_mse": tl / cfg.steps_per_epoch, "valid_mse": vl,
                         "lr": opt.param_groups[0]["lr"]})
+        if cfg.early_stop == "valid_auc":               # the epoch is picked by what evaluate measures
+            song_pred = np.zeros((len(va), pred.shape[1]))
+            np.add.at(song_pred, va_song_pos, pred.numpy())
+            auc = cold_start_metrics(fac["user_factors"], song_pred / va_counts[:, None], va_played)["auc"]
+            history[-1]["valid_auc"] = auc
+            vl = -auc                                   # lower is better, as for the MSE
         if sched is not None:
             sched.step(vl)
         if vl < best:
@@ -323,7 +334,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         if progress:
             print(f"train: epoch {epoch + 1:3d}  lr {history[-1]['lr']:.1e}  train mse {tl / cfg.steps_per_epoch:.4f}  "
-                  f"valid mse {vl:.4f}"
+                  f"valid mse {history[-1]['valid_mse']:.4f}"
+                  + (f"  valid auc {history[-1]['valid_auc']:.4f}" if "valid_auc" in history[-1] else "")
                   + ("  *" if best_epoch == epoch else ""))
         st = {"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
               "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state,
@@ -337,7 +349,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     readout_lambda = None
     if cfg.song_readout and not model.cfg.normalize_output:   # the output layer is linear: refit it on songs
         readout_lambda = refit_output(model, store, tr, va, Y)
-    summary = {"best_valid_mse": best, "best_epoch": best_epoch + 1, "epochs_run": len(history),
+    summary = {"best_valid_mse": history[best_epoch]["valid_mse"], "best_epoch": best_epoch + 1,
+               "best_valid_auc": history[best_epoch].get("valid_auc"), "epochs_run": len(history),
                "train_songs": len(tr), "valid_songs": len(va), "device": str(device),
                "windows_per_s": n_seen / max(time.time() - t0, 1e-9), "seconds": time.time() - t0,
                "params": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses,

@@ -131,3 +131,25 @@ def test_contrastive_pretraining_and_frozen_conv_layers(built_ws, tmp_path, monk
     before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith("conv")}
     pretrain(model, store, np.arange(store.n_songs), replace(cfg, pretrain_epochs=1), "cpu", progress=False)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if k in before)
+
+
+def test_early_stopping_on_the_validation_songs_auc(built_ws, tmp_path):
+    import shutil
+
+    from audiovis.config import TrainConfig
+    from audiovis.metrics import cold_start_metrics
+    from audiovis.train import train
+    ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
+    out = train(ws, TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, early_stop="valid_auc", num_threads=1,
+                                song_readout=False), force=True, progress=False)
+    hist = torch.load(ws.model_path, weights_only=True)["history"]
+    aucs = [h["valid_auc"] for h in hist]
+    assert out["best_valid_auc"] == max(aucs) and out["best_epoch"] == int(np.argmax(aucs)) + 1
+    # the kept model is the epoch the validation AUC picked: recomputed from the saved model, the same AUC
+    from audiovis.factors import load_factors
+    fac = load_factors(ws)
+    va = np.flatnonzero(fac["split"] == "valid")
+    model, _ = load_model(ws)
+    P = (ws.play_matrix().tocsc()[:, va] > 0).toarray()
+    got = cold_start_metrics(fac["user_factors"], predict_songs(model, FeatureStore(ws), va), P)["auc"]
+    assert got == pytest.approx(out["best_valid_auc"], abs=1e-4)
