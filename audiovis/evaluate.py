@@ -8,7 +8,7 @@ import numpy as np
 from .errors import WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
-from .metrics import auc_score, average_precision_at_k, cold_start_metrics  # noqa: F401  (the protocol's metrics)
+from .metrics import cold_start_metrics
 from .readout import ridge_fit_predict
 from .workspace import Workspace, save_json, save_text
 

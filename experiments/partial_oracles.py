@@ -10,8 +10,10 @@ import argparse
 
 import numpy as np
 
-from audiovis.evaluate import cold_start_metrics, one_hot_labels, ridge_fit_predict
+from audiovis.evaluate import one_hot_labels
 from audiovis.factors import load_factors
+from audiovis.metrics import cold_start_metrics
+from audiovis.readout import ridge_fit_predict
 from audiovis.workspace import Workspace
 
 CONCEPTS = ["groove", "lead", "density", "tempo_class", "mode"]

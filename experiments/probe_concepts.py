@@ -16,9 +16,10 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from audiovis.activations import song_means
-from audiovis.evaluate import mfcc_stats, one_hot_labels, ridge_fit_predict
+from audiovis.evaluate import mfcc_stats, one_hot_labels
 from audiovis.factors import load_factors
 from audiovis.features import FeatureStore
+from audiovis.readout import ridge_fit_predict
 from audiovis.train import load_model, predict_songs
 from audiovis.workspace import Workspace
 

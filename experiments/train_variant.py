@@ -52,9 +52,10 @@ def main(argv=None):
     from sklearn.linear_model import LogisticRegression
 
     from audiovis.activations import song_means
-    from audiovis.evaluate import cold_start_metrics, ridge_fit_predict
     from audiovis.factors import load_factors
     from audiovis.features import FeatureStore
+    from audiovis.metrics import cold_start_metrics
+    from audiovis.readout import ridge_fit_predict
     from audiovis.train import TrainConfig, load_model, predict_songs, train
     from audiovis.workspace import Workspace
     ws = Workspace(dst)

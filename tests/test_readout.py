@@ -41,3 +41,11 @@ def test_refit_output_makes_song_predictions_the_song_level_ridge(built_ws):
     assert not np.allclose(before, after, atol=1e-3)
     refit_output(model, store, tr, va, Y)             # idempotent: the same songs, the same map
     assert np.allclose(predict_songs(model, store, te), after, atol=1e-5)
+
+
+def test_ridge_recovers_linear_map():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((5, 3))
+    X = rng.standard_normal((200, 5))
+    pred, lam = ridge_fit_predict(X[:100], X[:100] @ W, X[100:150], X[100:150] @ W, X[150:])
+    assert np.abs(pred - X[150:] @ W).max() < 0.05
