@@ -62,7 +62,8 @@ def run_pipeline(workspace, audio_dir, plays, manifest=None, labels=None, segmen
         elif stage == "evaluate":
             out[stage] = evaluate(ws, progress=progress)
         elif stage == "index":
-            out[stage] = build_index(ws, index, progress=progress, model=model)
+            # no --model: the CNN this pipeline trained, even where an earlier run indexed a model of your own
+            out[stage] = build_index(ws, index, progress=progress, model=model if model is not None else "cnn")
         times[stage] = round(time.time() - t0, 2)
         if progress:
             print(f"[{stage}] done in {times[stage]:.1f} s")

@@ -306,3 +306,15 @@ def test_a_killed_adapter_index_resumes_and_equals_uninterrupted(toy_ws, tiny_co
     for key in ("top_w", "bot_w", "hist"):
         assert np.array_equal(a[key], b[key]), key
     assert np.allclose(a["top_v"], b["top_v"], atol=1e-5)
+
+
+def test_the_pipeline_without_a_model_indexes_its_cnn_again(built_ws, corpus, tiny_configs, toy_module, tmp_path):
+    from audiovis.index import UnitIndex, build_index
+    from audiovis.pipeline import run_pipeline
+    ws_dir = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws_dir)
+    build_index(ws_dir, tiny_configs["index"], progress=False, model="toy_bands:make")
+    assert list(UnitIndex(ws_dir).layers) == ["bands.energy", "bands.summary"]
+    run_pipeline(ws_dir, corpus["audio_dir"], corpus["plays"], corpus["manifest"], corpus["labels"], n_jobs=1,
+                 progress=False, stages=("index",), index=tiny_configs["index"])
+    assert list(UnitIndex(ws_dir).layers) == list(UnitIndex(built_ws[0]).layers)      # conv1 ... output

@@ -342,7 +342,8 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
         stats.update({"windows": nW, "actors": n_act, "batches": len(bounds), "calls": acc["calls"],
                       "max_actor_rss_mb": acc["rss_mb"], "max_actor_file_mb": acc["file_mb"]})
     song_pred = np.load(pred_path, mmap_mode="r")
-    summary = write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, d / "state.partial.npz", hist=hist)
+    summary = write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, d / "state.partial.npz", hist=hist,
+                          model=ws.get_meta("done:train"))      # the model it indexed, as the local engine records
     del song_pred
     pred_path.unlink(missing_ok=True)
     return summary
