@@ -451,7 +451,9 @@ def adapter_curves(adapter: ModelAdapter, source: WindowSource, layer: str, indi
                 seg = y[s0:s0 + n]
                 x[j, :len(seg)] = seg
             with torch.no_grad():
-                v = adapter.outputs(torch.from_numpy(x))[layer][:, idx].numpy().T
+                w = adapter.outputs(torch.from_numpy(x))[layer]
+            w = w.amax(dim=-1) if w.ndim == 3 else w            # a window's value, as the index reduces it
+            v = w[:, idx].numpy().T
         keep = (t >= start_s) & (t <= end_s)
         out.append((t[keep], v[:, keep]))
     return out

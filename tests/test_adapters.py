@@ -318,3 +318,31 @@ def test_the_pipeline_without_a_model_indexes_its_cnn_again(built_ws, corpus, ti
     run_pipeline(ws_dir, corpus["audio_dir"], corpus["plays"], corpus["manifest"], corpus["labels"], n_jobs=1,
                  progress=False, stages=("index",), index=tiny_configs["index"])
     assert list(UnitIndex(ws_dir).layers) == list(UnitIndex(built_ws[0]).layers)      # conv1 ... output
+
+
+def test_curves_of_a_model_that_takes_one_window_length_only():
+    """A model that refuses other lengths: the unit's curve falls back to windows, each reduced as the index does."""
+    from audiovis.adapters import adapter_curves
+
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = torch.nn.AvgPool1d(400, 400)
+
+        def forward(self, x):
+            if x.shape[1] != 24000:
+                raise ValueError("3 s at 8 kHz only")
+            return self.pool((x ** 2)[:, None, :])
+
+    class Source:                                     # what adapter_curves reads of a WindowSource
+        class store:
+            class cfg:
+                window_s = 3.0
+
+        def span(self, song_idx, start_s, end_s):
+            t = np.arange(int((end_s - start_s) * 8000)) / 8000 + start_s
+            return (np.sin(2 * np.pi * 440 * t) * (t > 3.2)).astype(np.float32)      # sound from 3.2 s on
+
+    (t, v), = adapter_curves(TorchAdapter(Fixed(), ["pool"], sr=8000), Source(), "pool", [0], [(0, 1.0, 4.0)])
+    assert v.shape == (1, len(t)) and t[0] == 1.0 and t[-1] == 4.0
+    assert v[0, 0] == 0 and v[0, -1] > 0.4                  # windows centred at 4 s hold the tone's full power
