@@ -75,7 +75,7 @@ class FactorConfig(Config):
 class TrainConfig(Config):
     """The content CNN's training (:func:`audiovis.train.train`)."""
 
-    preset: str = setting("small", "model size", choices=("small", "paper"))     # audiovis.model.PRESETS
+    preset: str = setting("small", "model size", choices=("small", "wide", "paper"))   # audiovis.model.PRESETS
     epochs: int = setting(60, "training epochs")
     steps_per_epoch: int = setting(60, "batches per epoch")
     batch_size: int = setting(64, "crops per batch")

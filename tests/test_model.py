@@ -18,6 +18,12 @@ def test_paper_preset_builds():
     assert list(layer_sizes(m)) == ["conv1", "conv2", "conv3", "conv4", "dense1", "dense2", "output"]
 
 
+def test_wide_preset_doubles_the_small_one():
+    m = AudioCNN(ModelConfig(n_factors=32, **PRESETS["wide"]))
+    assert layer_sizes(m) == {"conv1": 128, "conv2": 128, "conv3": 256, "dense1": 512, "output": 32}
+    assert m(torch.randn(2, 128, 129)).shape == (2, 32)
+
+
 def test_checkpoint_roundtrip_rebuilds_from_file(tmp_path):
     torch.manual_seed(0)
     m = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3)).eval()

@@ -28,7 +28,7 @@ def test_song_prediction_is_mean_of_windows(built_ws):
 
 
 def test_unknown_preset():
-    with pytest.raises(ParameterError, match="preset 'huge' is not one of small, paper"):
+    with pytest.raises(ParameterError, match="preset 'huge' is not one of small, wide, paper"):
         model_config("huge", 8, 128, 129)
 
 
