@@ -27,7 +27,6 @@ over time; its peak is placed by assuming the time steps tile the window evenly)
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -468,8 +467,7 @@ def write_unit_notes(path, adapter: ModelAdapter, layers: dict[str, int]) -> Non
 
 
 def read_unit_notes(index_dir) -> dict[str, str]:
-    p = Path(index_dir) / "unit_notes.json"
-    try:
-        return json.loads(p.read_text()) if p.exists() else {}
-    except (OSError, ValueError):
-        return {}
+    """The notes of ``index/unit_notes.json`` ({unit: note}); empty without them."""
+    from .workspace import read_json
+    d = read_json(Path(index_dir) / "unit_notes.json", {})
+    return d if isinstance(d, dict) else {}

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from .errors import ParameterError
-from .workspace import Workspace, save_json, save_npz
+from .workspace import Workspace, read_json, save_json, save_npz
 
 FILE = "explanations.json"
 MAX_TERMS = 3
@@ -221,15 +221,10 @@ def explain(workspace, descriptors: bool = True, max_terms: int = MAX_TERMS, min
 
 def load_explanations(ws: Workspace) -> dict[str, dict]:
     """{unit: {text, score, ...}} from ``WS/index/explanations.json``; empty when missing or unreadable."""
-    p = ws.index_dir / FILE
-    if not p.exists():
-        return {}
-    try:
-        d = json.loads(p.read_text())
-        units = d.get("units", {}) if isinstance(d, dict) else {}
-        return {str(u): v for u, v in units.items() if isinstance(v, dict) and "text" in v}
-    except (OSError, ValueError):
-        return {}
+    d = read_json(ws.index_dir / FILE, {})
+    units = d.get("units", {}) if isinstance(d, dict) else {}
+    return {str(u): v for u, v in (units.items() if isinstance(units, dict) else ())
+            if isinstance(v, dict) and "text" in v}
 
 
 def explanation_summary(res: dict) -> str:

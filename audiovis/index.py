@@ -261,23 +261,25 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     if model == "cnn":                                     # back to audiovis's own CNN, once there is one
         ws.require("train")
         adapter = None
-        ws.set_meta("adapter", None)
+        if ws.get_meta("adapter"):
+            ws.set_meta("adapter", None)
     else:
         adapter = load_adapter(model) if model is not None else workspace_adapter(ws)
     ws.require("featurize" if adapter is not None else "train")
     cfg = cfg or IndexConfig()
+    trained = ["adapter", adapter.spec()] if adapter is not None else ws.get_meta("done:train")
+    done = up_to_date(ws, cfg)
+    if done and not force and done.get("model", trained) == trained:
+        return done["summary"]                             # up to date: no model run, not even a probe
     store = FeatureStore(ws)
     if adapter is not None:
         source = _AdapterWindows(ws, store, adapter)
-        layers, trained = source.layers, ["adapter", adapter.spec()]
+        layers = source.layers
         set_workspace_adapter(ws, adapter, layers)        # a killed run resumes with it
     else:
         from .train import load_model
         cnn, _ = load_model(ws)
-        source, layers, trained = None, layer_sizes(cnn), ws.get_meta("done:train")
-    done = up_to_date(ws, cfg)
-    if done and not force and done.get("model", trained) == trained:
-        return done["summary"]
+        source, layers = None, layer_sizes(cnn)
     U = sum(layers.values())
     K = list(layers.values())[-1]                          # the last layer: factors (CNN) or the model's output
     nW = len(store.windows)

@@ -10,10 +10,9 @@ True
 """
 from __future__ import annotations
 
-import json
 import re
 
-from .workspace import Workspace
+from .workspace import Workspace, read_json
 
 DISSECTION_FILE = "dissection.json"
 
@@ -23,16 +22,10 @@ def load_dissection(ws: Workspace) -> dict[str, list[dict]]:
 
     Returns an empty dict when the file is missing or unreadable (labels are optional).
     """
-    p = ws.index_dir / DISSECTION_FILE
-    if not p.exists():
-        return {}
-    try:
-        d = json.loads(p.read_text())
-        units = d.get("units", {}) if isinstance(d, dict) else {}
-        return {str(u): [x for x in v if isinstance(x, dict) and "concept" in x]
-                for u, v in units.items() if isinstance(v, list)}
-    except (OSError, ValueError):
-        return {}
+    d = read_json(ws.index_dir / DISSECTION_FILE, {})
+    units = d.get("units", {}) if isinstance(d, dict) else {}
+    return {str(u): [x for x in v if isinstance(x, dict) and "concept" in x]
+            for u, v in (units.items() if isinstance(units, dict) else ()) if isinstance(v, list)}
 
 
 def _tokens(text: str) -> list[str]:

@@ -171,6 +171,14 @@ def save_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
 
 
+def read_json(path: str | os.PathLike, default=None):
+    """An optional JSON artifact: its contents, or ``default`` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def save_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -8,6 +8,7 @@ octaves (pyin and CREPE can disagree by an octave on a mixture), and the index t
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_crepe.py --workspace /tmp/ws_crepe            # builds it if missing
     OPENBLAS_NUM_THREADS=1 python bench/bench_crepe.py --workspace /tmp/ws_crepe --songs 40  # a quicker subset
+    OPENBLAS_NUM_THREADS=1 python bench/bench_crepe.py --speed 4     # seconds per 3 s window, tiny against full
 """
 from __future__ import annotations
 
@@ -84,6 +85,23 @@ def truth_check(ws: Path, fires: float, n_clips: int, around: float) -> dict:
             "clips_pitched": len(cache)}
 
 
+def speed(n: int) -> dict:
+    """Seconds per 3 s window of random audio through each CREPE capacity (one warm-up window first)."""
+    import torch
+
+    from audiovis.adapters import CrepeAdapter
+    x = torch.randn(n, 48000)
+    out = {}
+    for cap in ("tiny", "full"):
+        ad = CrepeAdapter(cap)
+        ad.outputs(x[:1])
+        t0 = time.perf_counter()
+        ad.outputs(x)
+        out[f"{cap}_s_per_window"] = round((time.perf_counter() - t0) / n, 3)
+    out["full_over_tiny"] = round(out["full_s_per_window"] / out["tiny_s_per_window"], 1)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-w", "--workspace", default="/tmp/ws_crepe")
@@ -94,7 +112,12 @@ def main(argv=None) -> None:
     ap.add_argument("--clips", type=int, default=5, help="top clips per bin to pitch with pyin")
     ap.add_argument("--around", type=float, default=0.25, help="seconds either side of the peak for pyin")
     ap.add_argument("--rebuild", action="store_true")
+    ap.add_argument("--speed", type=int, default=0, metavar="N",
+                    help="only time N windows through tiny and full, and exit")
     a = ap.parse_args(argv)
+    if a.speed:
+        print(json.dumps(speed(a.speed), indent=2))
+        return
     ws = Path(a.workspace)
     if a.rebuild and ws.exists():
         shutil.rmtree(ws)
