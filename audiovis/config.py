@@ -75,16 +75,18 @@ class FactorConfig(Config):
 class TrainConfig(Config):
     """The content CNN's training (:func:`audiovis.train.train`)."""
 
-    preset: str = setting("small", "model size", choices=("small", "wide", "paper"))   # audiovis.model.PRESETS
+    preset: str = setting("auto", "model size: auto picks small below 3 h of training audio and wide from 3 h",
+                          choices=("auto", "small", "wide", "paper"))   # audiovis.model.PRESETS and auto_preset
     epochs: int = setting(60, "training epochs")
     steps_per_epoch: int = setting(60, "batches per epoch")
     batch_size: int = setting(64, "crops per batch")
     lr: float = setting(1e-3, "learning rate (AdamW)")
     weight_decay: float = setting(1e-2, "AdamW weight decay")
     patience: int = setting(10, "stop after this many epochs without a better validation score")
-    early_stop: str = setting("valid_mse", "the validation score that picks the epoch: valid_mse (factors' error) "
-                                           "or valid_auc (the cold-start AUC of the validation songs)",
-                              choices=("valid_mse", "valid_auc"))
+    early_stop: str = setting("valid_mse", "the validation score that picks the epoch: valid_mse (factors' error "
+                                           "per window), valid_song_mse (per song, on the mean of its windows) or "
+                                           "valid_auc (the cold-start AUC of the validation songs)",
+                              choices=("valid_mse", "valid_song_mse", "valid_auc"))
     lr_decay: float = setting(0.3, "multiply the learning rate by this after lr-patience epochs without "
                                    "improvement (1 keeps it constant)")
     lr_patience: int = setting(3, "epochs without improvement before the learning rate decays")
@@ -99,6 +101,8 @@ class TrainConfig(Config):
                                       "positives; every song's audio, held-out ones included; no plays); 0 = off")
     pretrain_temperature: float = setting(0.1, "temperature of the contrastive (NT-Xent) loss")
     freeze_conv: bool = setting(False, "after pretraining, train only the dense and output layers")
+    crops_per_song: int = setting(1, "crops of one song per training example: the model's outputs for them are "
+                                     "averaged and the loss is on that song-level mean (batch-size crops in all)")
     song_readout: bool = setting(True, "after training, refit the output layer by ridge on whole songs (each "
                                         "training song's mean last-hidden activation to its factors)")
 

@@ -163,7 +163,8 @@ def song_rows(ws: Workspace) -> list[dict]:
 
 def _manifest(ws: Workspace, ix: UnitIndex, fmt: str, tables: dict, files: dict, labelled: bool) -> dict:
     hop_s = ix.store.cfg.hop_length / ix.store.cfg.sr
-    train = (ws.get_meta("done:train") or {}).get("config", {})
+    done = ws.get_meta("done:train") or {}
+    train = {**done.get("config", {}), **{k: v for k, v in done.get("summary", {}).items() if k == "preset"}}
     m = {"format": FORMAT, "format_version": FORMAT_VERSION, "audiovis_version": _version(),
          "created": datetime.now(UTC).isoformat(timespec="seconds"), "workspace": ws.path.name,
          "table_format": fmt, "k": ix.k,

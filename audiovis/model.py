@@ -29,6 +29,7 @@ class ModelConfig(Config):
     n_factors: int = 32
     dropout: float = 0.3
     normalize_output: bool = False    # unit-normalise the factor vector (Spotify 2014)
+    level_norm: bool = False          # take away each window's mean level (dB over all bins and frames) first
 
 
 PRESETS = {
@@ -40,6 +41,17 @@ PRESETS = {
     # Dieleman 2014: 256, 256, 512, 512 channels, pools 4, 2, 2; dense 2048, 2048; for a GPU
     "paper": dict(channels=(256, 256, 512, 512), pools=(4, 2, 2), dense=(2048, 2048), dropout=0.5),
 }
+
+# preset "auto" (the default): the size is chosen from the hours of training audio. Measured on two worlds
+# (docs/experiments.md, session 9): the demo (1.9 h of training audio) is better with `small`, the real-music
+# world (3.6 h) with `wide`; more distinct audio supports more weights.
+AUTO_WIDE_HOURS = 3.0
+
+
+def auto_preset(train_audio_s: float) -> str:
+    """The preset ``"auto"`` stands for: ``"wide"`` from :data:`AUTO_WIDE_HOURS` of training audio, else
+    ``"small"``."""
+    return "wide" if train_audio_s >= AUTO_WIDE_HOURS * 3600 else "small"
 
 
 class ConvBlock(nn.Module):
@@ -89,6 +101,8 @@ class AudioCNN(nn.Module):
 
     def features(self, x):
         """(B, n_mels, T) -> pooled (B, 3 * C_last)."""
+        if self.cfg.level_norm:                # loudness-invariant: every window at the training windows' mean level
+            x = x - x.mean(dim=(1, 2), keepdim=True) + self.in_mean.mean()
         h = (x - self.in_mean) / self.in_std
         for i, name in enumerate(self.conv_names):
             h = getattr(self, name)(h)         # (B, C_i, T_i)

@@ -16,7 +16,7 @@ from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
 from .metrics import cold_start_metrics
-from .model import PRESETS, AudioCNN, ModelConfig, load_checkpoint, save_checkpoint
+from .model import AUTO_WIDE_HOURS, PRESETS, AudioCNN, ModelConfig, auto_preset, load_checkpoint, save_checkpoint
 from .readout import refit_output
 from .workspace import Workspace
 
@@ -43,9 +43,12 @@ class _Crops:
         ok = lengths >= W
         self.songs, self.lengths, self.targets = songs[ok], lengths[ok], targets[ok]
 
-    def sample(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, b: int, per_song: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """``b`` crops [shape=(b, n_mels, W)] and their songs' targets; with ``per_song`` > 1, ``b // per_song``
+        songs with ``per_song`` consecutive rows each."""
         W = self.store.cfg.window_frames
-        pick = self.rng.integers(0, len(self.songs), size=b)
+        pick = np.repeat(self.rng.integers(0, len(self.songs), size=b // per_song), per_song)
+        b = len(pick)
         starts = (self.rng.random(b) * (self.lengths[pick] - W + 1)).astype(np.int64)
         x = np.stack([np.asarray(self.store.logmel[self.store.offsets[s] + st:self.store.offsets[s] + st + W],
                                  dtype=np.float32).T for s, st in zip(self.songs[pick], starts)])
@@ -83,8 +86,9 @@ def predict_songs(model: AudioCNN, store: FeatureStore, songs: np.ndarray, batch
     return out
 
 
-def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
-    """Gain and mixup on a batch of log-mel crops [shape=(b, n_mels, t)] in dB with targets [shape=(b, f)]."""
+def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator, group: int = 1):
+    """Gain, SpecAugment masks and mixup (of whole groups of ``group`` consecutive crops) on a batch of log-mel
+    crops [shape=(b, n_mels, t)] in dB with targets [shape=(b, f)]."""
     if cfg.gain_db:
         x = x + rng.uniform(-cfg.gain_db, cfg.gain_db, size=(len(x), 1, 1)).astype(np.float32)
     if cfg.spec_masks:
@@ -98,9 +102,10 @@ def augment(x: np.ndarray, y: np.ndarray, cfg: TrainConfig, rng: np.random.Gener
                 x[i, f0:f0 + fw, :] = fill[i]
                 x[i, :, t0:t0 + tw] = fill[i]
     if cfg.mixup:
-        lam = rng.beta(cfg.mixup, cfg.mixup, size=len(x)).astype(np.float32)
+        k = group
+        lam = np.repeat(rng.beta(cfg.mixup, cfg.mixup, size=len(x) // k), k).astype(np.float32)
         lam = np.maximum(lam, 1 - lam)                       # the first crop dominates
-        j = rng.permutation(len(x))
+        j = (rng.permutation(len(x) // k)[:, None] * k + np.arange(k)).ravel()
         p = lam[:, None, None] * 10 ** (x / 10) + (1 - lam[:, None, None]) * 10 ** (x[j] / 10)
         x = (10 * np.log10(np.maximum(p, 1e-10))).astype(np.float32)
         y = lam[:, None] * y + (1 - lam[:, None]) * y[j]
@@ -226,7 +231,12 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     if len(tr) < 2 or len(va) < 1:
         raise WorkspaceError(f"need at least 2 training and 1 validation song with features; have {len(tr)} "
                              f"and {len(va)}")
-    mcfg = model_config(cfg.preset, Y.shape[1], store.cfg.n_mels, store.cfg.window_frames)
+    train_audio_s = float(store.cfg.frames_to_seconds(sum(store.n_frames(s) for s in tr)))
+    preset = auto_preset(train_audio_s) if cfg.preset == "auto" else cfg.preset
+    if progress and cfg.preset == "auto":
+        print(f"train: preset auto -> {preset} ({train_audio_s / 3600:.1f} h of training audio; wide from "
+              f"{AUTO_WIDE_HOURS:g} h)")
+    mcfg = model_config(preset, Y.shape[1], store.cfg.n_mels, store.cfg.window_frames)
     # per-mel-bin standardisation from training songs
     frames = np.concatenate([np.asarray(store.song(s)[::4], dtype=np.float32) for s in tr])
     stats = [torch.from_numpy(a) for a in (frames.mean(0)[:, None], frames.std(0)[:, None] + 1e-3,
@@ -248,9 +258,9 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     model, opt, sched, rng = fresh()
     va_windows = np.flatnonzero(np.isin(store.windows[:, 0], va))
     va_targets = torch.from_numpy(Y[store.windows[va_windows, 0]])
+    va_song_pos = np.searchsorted(va, store.windows[va_windows, 0])
+    va_counts = np.bincount(va_song_pos, minlength=len(va)).astype(np.float64)
     if cfg.early_stop == "valid_auc":                   # validation songs' plays (WMF saw them; the CNN did not)
-        va_song_pos = np.searchsorted(va, store.windows[va_windows, 0])
-        va_counts = np.bincount(va_song_pos, minlength=len(va)).astype(np.float64)
         va_played = (ws.play_matrix().tocsc()[:, va] > 0).toarray()
     state_path = ws.path / "train_state.pt"
     start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
@@ -307,10 +317,12 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                    disable=not progress, leave=False)
         tl = 0.0
         for _ in bar:
-            x, y = crops.sample(cfg.batch_size)
-            x, y = augment(x, y, cfg, rng)
-            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
-            loss = F.mse_loss((model(x) - y) / model.out_std, torch.zeros_like(y))  # MSE in standardised units
+            k = max(cfg.crops_per_song, 1)
+            x, y = crops.sample(cfg.batch_size, k)
+            x, y = augment(x, y, cfg, rng, k)
+            x, y = torch.from_numpy(x).to(device), torch.from_numpy(y[::k]).to(device)
+            out = model(x).reshape(len(y), k, -1).mean(1)    # a song-level prediction from k crops
+            loss = F.mse_loss((out - y) / model.out_std, torch.zeros_like(y))  # MSE in standardised units
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -319,12 +331,16 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             bar.set_postfix(loss=f"{loss.item():.4f}")
         pred = torch.from_numpy(predict_windows(model, store, va_windows))
         vl = F.mse_loss((pred - va_targets) / model.out_std.cpu(), torch.zeros_like(pred)).item()
+        song_pred = np.zeros((len(va), pred.shape[1]))
+        np.add.at(song_pred, va_song_pos, pred.numpy())
+        song_pred /= va_counts[:, None]                 # the validation songs' predictions, as evaluate makes them
+        song_mse = float((((song_pred - Y[va]) / model.out_std.cpu().numpy()) ** 2).mean())
         history.append({"epoch": epoch + 1, "train_mse": tl / cfg.steps_per_epoch, "valid_mse": vl,
-                        "lr": opt.param_groups[0]["lr"]})
+                        "valid_song_mse": song_mse, "lr": opt.param_groups[0]["lr"]})
+        if cfg.early_stop == "valid_song_mse":
+            vl = song_mse
         if cfg.early_stop == "valid_auc":               # the epoch is picked by what evaluate measures
-            song_pred = np.zeros((len(va), pred.shape[1]))
-            np.add.at(song_pred, va_song_pos, pred.numpy())
-            auc = cold_start_metrics(fac["user_factors"], song_pred / va_counts[:, None], va_played)["auc"]
+            auc = cold_start_metrics(fac["user_factors"], song_pred, va_played)["auc"]
             history[-1]["valid_auc"] = auc
             vl = -auc                                   # lower is better, as for the MSE
         if sched is not None:
@@ -354,7 +370,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                "train_songs": len(tr), "valid_songs": len(va), "device": str(device),
                "windows_per_s": n_seen / max(time.time() - t0, 1e-9), "seconds": time.time() - t0,
                "params": sum(p.numel() for p in model.parameters()), "pretrain_losses": pretrain_losses,
-               "readout_lambda": readout_lambda}
+               "readout_lambda": readout_lambda, "preset": preset, "train_audio_s": train_audio_s}
     save_checkpoint(ws.model_path, model, {"train": cfg.to_dict(), "feature": store.cfg.to_dict(),
                                            "history": history, "summary": summary})
     state_path.unlink(missing_ok=True)

@@ -3,6 +3,8 @@ ground-truth labels (ridge from one-hot labels to WMF factors, lambda picked on 
 on the held-out songs: the protocol of ``audiovis evaluate``).
 
     OPENBLAS_NUM_THREADS=1 python experiments/partial_oracles.py -w workspaces/demo
+    OPENBLAS_NUM_THREADS=1 python experiments/partial_oracles.py -w ~/.cache/audiovis-realmusic/ws0 \
+        --concepts style brightness density tempo texture
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ CONCEPTS = ["groove", "lead", "density", "tempo_class", "mode"]
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-w", "--workspace", default="workspaces/demo")
+    ap.add_argument("--concepts", nargs="+", default=CONCEPTS, help="label columns, in the order they are added")
     a = ap.parse_args(argv)
+    concepts = a.concepts
     ws = Workspace(a.workspace)
     fac = load_factors(ws)
     split, X, Y = fac["split"], fac["user_factors"], fac["song_factors"]
@@ -37,10 +41,13 @@ def main(argv=None):
         return cold_start_metrics(X, ridge_fit_predict(L[tr], Y[tr], L[va], Y[va], L[te])[0], P)["auc"]
 
     print("| concepts | AUC |\n|---|---|")
-    for i in range(1, len(CONCEPTS) + 1):
-        print(f"| {' + '.join(CONCEPTS[:i])} | {auc(set(CONCEPTS[:i])):.4f} |")
-    for c in CONCEPTS:
-        print(f"| all but {c} | {auc(set(CONCEPTS) - {c}):.4f} |")
+    known = {c for d in labels.values() for c in d}
+    if set(concepts) - known:
+        raise SystemExit(f"no label column {sorted(set(concepts) - known)[0]!r}; the labels have {sorted(known)}")
+    for i in range(1, len(concepts) + 1):
+        print(f"| {' + '.join(concepts[:i])} | {auc(set(concepts[:i])):.4f} |")
+    for c in concepts:
+        print(f"| all but {c} | {auc(set(concepts) - {c}):.4f} |")
 
 
 if __name__ == "__main__":

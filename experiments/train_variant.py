@@ -1,7 +1,8 @@
 """Train one variant of the content model on a copy of a workspace and report its cold-start AUC.
 
 The copy gets the workspace's catalogue and factors (features are linked, not copied), so the workspace itself is
-never touched. Overrides are JSON: TrainConfig fields, plus ``"model"`` for fields of the ``small`` preset.
+never touched. Overrides are JSON: TrainConfig fields, plus ``"model"`` for ModelConfig fields of the preset trained
+(``small`` unless ``"preset"`` names another).
 Prints one JSON line: CNN AUC on the held-out songs (``audiovis evaluate``'s protocol), the AUC after refitting
 the output layer by ridge on song-mean last-hidden-layer activations, validation MSE, best epoch, seconds, and
 linear-probe accuracies of the song embedding for concepts with ground truth. One torch thread, so two variants
@@ -48,7 +49,9 @@ def main(argv=None):
     over = json.loads(a.overrides)
     dst = copy_for_training(Path(a.workspace), Path(a.out) / a.name)
     import audiovis.model as M
-    M.PRESETS["small"] = {**M.PRESETS["small"], **over.pop("model", {})}
+    if "model" in over:                                   # fields of the preset trained (small unless named)
+        preset = over.setdefault("preset", "small")
+        M.PRESETS[preset] = {**M.PRESETS[preset], **over.pop("model")}
     from sklearn.linear_model import LogisticRegression
 
     from audiovis.activations import song_means

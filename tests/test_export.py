@@ -82,6 +82,7 @@ def test_export_round_trips(labelled, fmt):
     assert (m["format"], m["format_version"], m["table_format"]) == (FORMAT, FORMAT_VERSION, fmt)
     assert m["workspace"] == "ws" and m["audiovis_version"] == audiovis.__version__
     assert m["model"]["layers"] == ix.layers and m["labels"]["metric"] == "auroc"
+    assert m["model"]["preset"] == "small"            # the size "auto" chose, not "auto"
     assert set(m["files"]) == {f"{t}.{fmt}" for t in ("units", "clips", "songs")}
     assert all(len(f["sha256"]) == 64 and f["rows"] > 0 for f in m["files"].values())
 

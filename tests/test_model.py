@@ -33,3 +33,14 @@ def test_checkpoint_roundtrip_rebuilds_from_file(tmp_path):
     x = torch.randn(2, 128, 129)
     torch.testing.assert_close(m(x), m2(x))
     assert extra == {"note": "x"} and m2.cfg.channels == (8, 8)
+
+
+def test_level_norm_makes_the_model_deaf_to_gain():
+    torch.manual_seed(0)
+    x = torch.randn(2, 128, 129) * 10 - 40                       # log-mel in dB
+    plain = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3)).eval()
+    torch.manual_seed(0)
+    norm = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3, level_norm=True)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(norm(x + 12.0), norm(x), atol=1e-4, rtol=1e-4)
+        assert not torch.allclose(plain(x + 12.0), plain(x), atol=1e-3)

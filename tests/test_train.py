@@ -11,7 +11,8 @@ from audiovis.workspace import Workspace
 def test_checkpoint_stores_config_and_history(built_ws):
     ws = Workspace(built_ws[0])
     model, extra = load_model(ws)
-    assert extra["train"]["preset"] == "small" and extra["feature"]["n_mels"] == 128
+    assert extra["train"]["preset"] == "auto" and extra["summary"]["preset"] == "small"   # a few minutes of audio
+    assert extra["feature"]["n_mels"] == 128
     assert len(extra["history"]) >= 1 and not model.training
     obj = torch.load(ws.model_path, weights_only=True)
     assert obj["config"]["n_factors"] == 8
@@ -30,6 +31,12 @@ def test_song_prediction_is_mean_of_windows(built_ws):
 def test_unknown_preset():
     with pytest.raises(ParameterError, match="preset 'huge' is not one of small, wide, paper"):
         model_config("huge", 8, 128, 129)
+
+
+def test_auto_preset_follows_the_hours_of_training_audio():
+    from audiovis.model import AUTO_WIDE_HOURS, auto_preset
+    assert auto_preset(0) == "small" and auto_preset(AUTO_WIDE_HOURS * 3600 - 1) == "small"
+    assert auto_preset(AUTO_WIDE_HOURS * 3600) == "wide" and auto_preset(20 * 3600) == "wide"
 
 
 def test_second_run_reuses_model(built_ws, tiny_configs):
@@ -153,3 +160,32 @@ def test_early_stopping_on_the_validation_songs_auc(built_ws, tmp_path):
     P = (ws.play_matrix().tocsc()[:, va] > 0).toarray()
     got = cold_start_metrics(fac["user_factors"], predict_songs(model, FeatureStore(ws), va), P)["auc"]
     assert got == pytest.approx(out["best_valid_auc"], abs=1e-4)
+
+
+def test_song_level_loss_and_song_mse_early_stopping(built_ws, tmp_path):
+    """crops_per_song groups the batch by song (mixup swaps whole groups); valid_song_mse picks the epoch by the
+    error of the validation songs' mean-of-windows predictions, recomputed here from the kept model."""
+    import shutil
+
+    from audiovis.config import TrainConfig
+    from audiovis.factors import load_factors
+    from audiovis.train import _Crops, augment, train
+    store = FeatureStore(Workspace(built_ws[0]))
+    songs = np.arange(store.n_songs)
+    crops = _Crops(store, songs, songs[:, None].astype(np.float32), np.random.default_rng(0))
+    x, y = crops.sample(12, 4)
+    assert x.shape[0] == 12 and (y[::4] == y[3::4]).all() and len(np.unique(y.reshape(3, 4), axis=1)) == 3
+    _, ym = augment(x, y, TrainConfig(mixup=0.4, gain_db=0, spec_masks=0), np.random.default_rng(1), group=4)
+    assert np.allclose(ym.reshape(3, 4, 1), ym.reshape(3, 4, 1)[:, :1])    # one mix per song group
+    ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
+    out = train(ws, TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, crops_per_song=4, num_threads=1,
+                                early_stop="valid_song_mse", song_readout=False), force=True, progress=False)
+    hist = torch.load(ws.model_path, weights_only=True)["history"]
+    errs = [h["valid_song_mse"] for h in hist]
+    assert out["best_epoch"] == int(np.argmin(errs)) + 1
+    fac = load_factors(ws)
+    va = np.flatnonzero(fac["split"] == "valid")
+    model, _ = load_model(ws)
+    pred = predict_songs(model, FeatureStore(ws), va)
+    sd = model.out_std.numpy()
+    assert float((((pred - fac["song_factors"][va]) / sd) ** 2).mean()) == pytest.approx(min(errs), rel=1e-4)
