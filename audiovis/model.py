@@ -30,6 +30,7 @@ class ModelConfig(Config):
     dropout: float = 0.3
     normalize_output: bool = False    # unit-normalise the factor vector (Spotify 2014)
     level_norm: bool = False          # take away each window's mean level (dB over all bins and frames) first
+    tempo_lags: int = 0               # > 0: append the onset envelope's autocorrelation at lags 1..tempo_lags frames
 
 
 PRESETS = {
@@ -91,7 +92,7 @@ class AudioCNN(nn.Module):
             self.add_module(f"conv{i}", ConvBlock(c_in, c, cfg.kernel))
             self.conv_names.append(f"conv{i}")
             c_in = c
-        d_in = 3 * c_in                        # mean, max and L2 pooling
+        d_in = 3 * c_in + cfg.tempo_lags       # mean, max and L2 pooling (+ the onset autocorrelation)
         for i, d in enumerate(cfg.dense, start=1):
             self.add_module(f"dense{i}", DenseBlock(d_in, d))
             self.dense_names.append(f"dense{i}")
@@ -108,7 +109,16 @@ class AudioCNN(nn.Module):
             h = getattr(self, name)(h)         # (B, C_i, T_i)
             if i < len(self.cfg.pools):
                 h = F.max_pool1d(h, self.cfg.pools[i], ceil_mode=True)  # (B, C_i, ceil(T_i / pool_i))
-        return torch.cat([h.mean(-1), h.amax(-1), torch.sqrt((h ** 2).mean(-1) + 1e-8)], dim=1)
+        pooled = [h.mean(-1), h.amax(-1), torch.sqrt((h ** 2).mean(-1) + 1e-8)]
+        if self.cfg.tempo_lags:                # a tempogram: periodicity of the spectral flux
+            z = (x - self.in_mean) / self.in_std
+            flux = F.relu(z[:, :, 1:] - z[:, :, :-1]).mean(1)
+            flux = flux - flux.mean(-1, keepdim=True)
+            n = flux.shape[-1]
+            f = torch.fft.rfft(flux, n=2 * n)
+            ac = torch.fft.irfft(f * f.conj(), n=2 * n)[:, :n]
+            pooled.append(ac[:, 1:self.cfg.tempo_lags + 1] / (ac[:, :1] + 1e-6))
+        return torch.cat(pooled, dim=1)
 
     def forward(self, x):                      # (B, n_mels, T) -> (B, n_factors)
         h = self.features(x)

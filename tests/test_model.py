@@ -44,3 +44,14 @@ def test_level_norm_makes_the_model_deaf_to_gain():
     with torch.no_grad():
         torch.testing.assert_close(norm(x + 12.0), norm(x), atol=1e-4, rtol=1e-4)
         assert not torch.allclose(plain(x + 12.0), plain(x), atol=1e-3)
+
+
+def test_tempo_lags_append_the_onset_periodicity():
+    """With tempo_lags, the dense layer also sees the spectral flux's autocorrelation: clicks every 20 frames
+    peak at lag 20."""
+    m = AudioCNN(ModelConfig(channels=(8, 8), pools=(2,), dense=(16,), n_factors=3, tempo_lags=64)).eval()
+    x = torch.full((1, 128, 129), -40.0)
+    x[:, :, ::20] += 20
+    with torch.no_grad():
+        ac = m.features(x)[0, -64:]
+        assert m(x).shape == (1, 3) and int(ac.argmax()) + 1 == 20
