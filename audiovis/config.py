@@ -103,6 +103,9 @@ class TrainConfig(Config):
     freeze_conv: bool = setting(False, "after pretraining, train only the dense and output layers")
     crops_per_song: int = setting(1, "crops of one song per training example: the model's outputs for them are "
                                      "averaged and the loss is on that song-level mean (batch-size crops in all)")
+    ema: float = setting(0.0, "validate and keep an exponential moving average of the weights (Polyak averaging) "
+                              "with this decay per step, e.g. 0.99, warmed up as min(decay, (1 + t) / (10 + t)) "
+                              "over steps t; 0 = off")
     song_readout: bool = setting(True, "after training, refit the output layer by ridge on whole songs (each "
                                         "training song's mean last-hidden activation to its factors)")
 

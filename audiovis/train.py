@@ -264,6 +264,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         va_played = (ws.play_matrix().tocsc()[:, va] > 0).toarray()
     state_path = ws.path / "train_state.pt"
     start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
+    st_ema, st_ema_steps = None, 0
     with ws.db:
         ws.db.execute("DELETE FROM report WHERE stage='train'")
     if state_path.exists() and not force:
@@ -276,6 +277,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                     sched.load_state_dict(st["sched"])
                 start_epoch, best, best_epoch = int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"])
                 history, best_state = list(st["history"]), st["best_state"]
+                st_ema, st_ema_steps = st.get("ema"), int(st.get("ema_steps") or 0)
                 if best_epoch >= 0 and not isinstance(best_state, dict):
                     raise ValueError("no best model state")
                 torch.set_rng_state(st["torch_rng"])
@@ -284,6 +286,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                 why = f"its contents do not fit: {_short(e)}"
                 model, opt, sched, rng = fresh()
                 start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
+                st_ema, st_ema_steps = None, 0
             else:
                 if progress:
                     print(f"train: resuming after epoch {start_epoch}")
@@ -304,6 +307,14 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         for name in model.conv_names:
             getattr(model, name).eval()
     crops = _Crops(store, tr, Y[tr], rng)
+    shadow = None                                         # the weights' moving average, validated and kept
+    if cfg.ema:
+        import copy
+        shadow = copy.deepcopy(model)
+        if start_epoch and st_ema is not None:
+            shadow.load_state_dict(st_ema)
+        pairs = list(zip(shadow.state_dict().values(), model.state_dict().values()))
+    ema_steps = st_ema_steps
     t0 = time.time()
     n_seen = 0
     for epoch in range(start_epoch, cfg.epochs):
@@ -326,10 +337,17 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if shadow is not None:
+                ema_steps += 1                            # the decay warms up: early steps are not held back
+                w = 1 - min(cfg.ema, (1 + ema_steps) / (10 + ema_steps))   # by the untrained initial weights
+                with torch.no_grad():                     # weights and batch-norm statistics alike
+                    for e, v in pairs:                    # (lerp leaves a tensor that does not change as it is)
+                        e.lerp_(v, w) if e.dtype.is_floating_point else e.copy_(v)
             tl += loss.item()
             n_seen += len(x)
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        pred = torch.from_numpy(predict_windows(model, store, va_windows))
+        kept = shadow if shadow is not None else model  # the model validated, and kept when best
+        pred = torch.from_numpy(predict_windows(kept, store, va_windows))
         vl = F.mse_loss((pred - va_targets) / model.out_std.cpu(), torch.zeros_like(pred)).item()
         song_pred = np.zeros((len(va), pred.shape[1]))
         np.add.at(song_pred, va_song_pos, pred.numpy())
@@ -347,7 +365,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             sched.step(vl)
         if vl < best:
             best, best_epoch = vl, epoch
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
         if progress:
             print(f"train: epoch {epoch + 1:3d}  lr {history[-1]['lr']:.1e}  train mse {tl / cfg.steps_per_epoch:.4f}  "
                   f"valid mse {history[-1]['valid_mse']:.4f}"
@@ -356,7 +374,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         st = {"config": cfg.to_dict(), "model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch,
               "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state,
               "sched": sched.state_dict() if sched is not None else None,
-              "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state}
+              "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
+              "ema": shadow.state_dict() if shadow is not None else None, "ema_steps": ema_steps}
         from .workspace import atomic_path
         with atomic_path(state_path, suffix=".pt") as tmp:
             torch.save(st, tmp)

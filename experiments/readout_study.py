@@ -3,7 +3,9 @@
 Takes a workspace with a trained model and compares, on ``audiovis evaluate``'s cold-start protocol, readouts
 from song embeddings to factors: a ridge (the penalty chosen on the validation songs, as ``song_readout`` does)
 from the mean of a layer's activation over the song's windows, from mean and standard deviation, from several
-layers at once, after PCA, and a k-nearest-neighbour average of the training songs' factors. Prints a table.
+layers at once, after PCA, a k-nearest-neighbour average of the training songs' factors, and k-means clusters
+of every song's embedding (the held-out songs' audio included, known at cold start; no plays) as one-hot inputs.
+Prints a table.
 
     OPENBLAS_NUM_THREADS=1 python experiments/readout_study.py -w ~/.cache/audiovis-realmusic/ws0
 """
@@ -93,6 +95,14 @@ def main(argv=None):
         wts = np.maximum(np.take_along_axis(sim, nn, 1), 0) + 1e-6
         pred = (Y[tr][nn] * wts[..., None]).sum(1) / wts.sum(1, keepdims=True)
         rows.append((f"dense mean, {k}-NN", auc(pred), float("nan")))
+    # clusters of every song's embedding (audio only, no plays)
+    from sklearn.cluster import KMeans
+    Z = (d - d[tr].mean(0)) / (d[tr].std(0) + 1e-8)
+    for k in (8, 12, 16):
+        lab = KMeans(k, n_init=10, random_state=0).fit_predict(Z)
+        H = np.eye(k)[lab]
+        rows.append((f"dense mean, {k} k-means clusters (one-hot)", *ridge(H)))
+        rows.append((f"dense mean + {k} clusters", *ridge(np.hstack([d, H * d.std()]))))
     print("| readout | AUC | lambda |\n|---|---|---|")
     for name, v, lm in rows:
         print(f"| {name} | {v:.4f} | {lm:g} |")

@@ -189,3 +189,37 @@ def test_song_level_loss_and_song_mse_early_stopping(built_ws, tmp_path):
     pred = predict_songs(model, FeatureStore(ws), va)
     sd = model.out_std.numpy()
     assert float((((pred - fac["song_factors"][va]) / sd) ** 2).mean()) == pytest.approx(min(errs), rel=1e-4)
+
+
+def test_weight_average_is_validated_kept_and_resumed(built_ws, tmp_path, monkeypatch):
+    """With ema, the kept model is the moving average (not the last weights), and a run stopped after epoch 2
+    resumes to the same average as an uninterrupted run."""
+    import shutil
+
+    import audiovis.train as T
+    from audiovis.config import TrainConfig
+    cfg = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, num_threads=1, patience=100, ema=0.9,
+                      song_readout=False)
+    ref = Workspace(shutil.copytree(built_ws[0], tmp_path / "ref"))
+    T.train(ref, cfg, force=True, progress=False)
+    plain = Workspace(shutil.copytree(built_ws[0], tmp_path / "plain"))
+    T.train(plain, TrainConfig(**{**cfg.to_dict(), "ema": 0.0}), force=True, progress=False)
+    a, b = load_model(ref)[0].state_dict(), load_model(plain)[0].state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+    ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
+    calls, real = [], T.predict_windows
+
+    def stop_in_epoch_3(*args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+    monkeypatch.setattr(T, "predict_windows", stop_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(ws, cfg, force=True, progress=False)
+    assert torch.load(ws.path / "train_state.pt", weights_only=True)["ema"] is not None
+    monkeypatch.setattr(T, "predict_windows", real)
+    T.train(ws, cfg, progress=False)
+    got, ref_model = load_model(ws)[0].state_dict(), load_model(ref)[0].state_dict()
+    assert all(torch.equal(got[k], ref_model[k]) for k in got)
