@@ -67,6 +67,19 @@ def one_hot_labels(labels: dict[str, dict[str, str]], song_ids: list[str]) -> tu
     return M, [f"{c}={v}" for c, v in cols]
 
 
+def cold_start_split(ws: Workspace, store: FeatureStore, fac: dict) -> tuple[np.ndarray, ...]:
+    """The protocol's songs: training, validation and held-out song indices (those with at least one window),
+    and which held-out songs each user played.
+
+    Returns
+    -------
+    tr, va, te : np.ndarray   song indices;  P : np.ndarray [shape=(n_users, len(te)), bool]
+    """
+    has = store.has_windows()
+    tr, va, te = (np.flatnonzero((fac["split"] == s) & has) for s in ("train", "valid", "test"))
+    return tr, va, te, (ws.play_matrix().tocsc()[:, te] > 0).toarray()
+
+
 def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool = False,
              progress: bool = True) -> dict:
     """Cold-start evaluation on the held-out songs; writes ``evaluation.json`` and ``evaluation.md``."""
@@ -78,15 +91,9 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         return done["results"]
     store = FeatureStore(ws)
     fac = load_factors(ws)
-    split = fac["split"]
-    has_win = np.array([store.n_frames(i) >= store.cfg.window_frames for i in range(store.n_songs)])
-    te = np.flatnonzero((split == "test") & has_win)
-    tr = np.flatnonzero((split == "train") & has_win)
-    va = np.flatnonzero((split == "valid") & has_win)
+    tr, va, te, P = cold_start_split(ws, store, fac)
     if len(te) < 2:
         raise WorkspaceError(f"only {len(te)} held-out songs with features: nothing to evaluate")
-    R = ws.play_matrix().tocsc()
-    P = (R[:, te] > 0).toarray()
     X, Y = fac["user_factors"], fac["song_factors"]
     rng = np.random.default_rng(0)
     results: dict = {"test_songs": len(te), "k": k, "models": {}}
@@ -109,7 +116,7 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         L, _names = one_hot_labels(labels, ids)
         pred, lam = ridge_fit_predict(L[tr], Y[tr], L[va], Y[va], L[te])
         m["audible_oracle"] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
-    pop = np.log1p(np.asarray((R > 0).sum(axis=0)).ravel()[te])
+    pop = np.log1p(P.sum(axis=0))                      # how many users played each held-out song
     m["popularity"] = cold_start_metrics(np.ones((len(X), 1)), pop[:, None], P, k)
     m["upper_bound"] = cold_start_metrics(fac["user_factors_full"], fac["song_factors_full"][te], P, k)
     lo, hi = m["random"]["auc"], m["upper_bound"]["auc"]

@@ -163,12 +163,12 @@ def song_rows(ws: Workspace) -> list[dict]:
 
 def _manifest(ws: Workspace, ix: UnitIndex, fmt: str, tables: dict, files: dict, labelled: bool) -> dict:
     hop_s = ix.store.cfg.hop_length / ix.store.cfg.sr
-    done = ws.get_meta("done:train") or {}
-    train = {**done.get("config", {}), **{k: v for k, v in done.get("summary", {}).items() if k == "preset"}}
+    done = ws.get_meta("done:train") or {}      # the size "auto" chose; older models: the preset asked for
+    preset = done.get("summary", {}).get("preset") or done.get("config", {}).get("preset")
     m = {"format": FORMAT, "format_version": FORMAT_VERSION, "audiovis_version": _version(),
          "created": datetime.now(UTC).isoformat(timespec="seconds"), "workspace": ws.path.name,
          "table_format": fmt, "k": ix.k,
-         "model": {"preset": train.get("preset"), "layers": dict(ix.layers), "n_units": ix.n_units,
+         "model": {"preset": preset, "layers": dict(ix.layers), "n_units": ix.n_units,
                    "n_factors": ix.layers.get("output"),
                    "adapter": (ws.get_meta("adapter") or {}).get("name")},      # a model of your own (--model)
          "windows": {"sr": ix.store.cfg.sr, "hop_s": hop_s, "window_s": ix.store.cfg.window_frames * hop_s,

@@ -423,6 +423,10 @@ class FeatureStore:
         return np.stack([self.window(int(w)) for w in ws_idx]) if len(ws_idx) else \
             np.zeros((0, self.cfg.n_mels, self.cfg.window_frames), np.float32)
 
+    def has_windows(self) -> np.ndarray:
+        """Which songs have at least one window [shape=(n_songs,), bool]: the songs a model can predict."""
+        return np.bincount(self.windows[:, 0], minlength=self.n_songs) > 0
+
     def song_windows(self, idx: int) -> np.ndarray:
         """Indices of a song's windows (into ``windows``)."""
         lo, hi = np.searchsorted(self.windows[:, 0], [idx, idx + 1])

@@ -101,17 +101,16 @@ class AudioCNN(nn.Module):
         self.output = nn.Linear(d_in, cfg.n_factors)
 
     def features(self, x):
-        """(B, n_mels, T) -> pooled (B, 3 * C_last)."""
+        """(B, n_mels, T) -> pooled (B, 3 * C_last + tempo_lags)."""
         if self.cfg.level_norm:                # loudness-invariant: every window at the training windows' mean level
             x = x - x.mean(dim=(1, 2), keepdim=True) + self.in_mean.mean()
-        h = (x - self.in_mean) / self.in_std
+        h = z = (x - self.in_mean) / self.in_std
         for i, name in enumerate(self.conv_names):
             h = getattr(self, name)(h)         # (B, C_i, T_i)
             if i < len(self.cfg.pools):
                 h = F.max_pool1d(h, self.cfg.pools[i], ceil_mode=True)  # (B, C_i, ceil(T_i / pool_i))
         pooled = [h.mean(-1), h.amax(-1), torch.sqrt((h ** 2).mean(-1) + 1e-8)]
         if self.cfg.tempo_lags:                # a tempogram: periodicity of the spectral flux
-            z = (x - self.in_mean) / self.in_std
             flux = F.relu(z[:, :, 1:] - z[:, :, :-1]).mean(1)
             flux = flux - flux.mean(-1, keepdim=True)
             n = flux.shape[-1]

@@ -1,6 +1,7 @@
 """Training loop: random 3 s crops -> factor vectors, MSE, split by song, early stopping, resumable."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -46,13 +47,15 @@ class _Crops:
     def sample(self, b: int, per_song: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``b`` crops [shape=(b, n_mels, W)] and their songs' targets; with ``per_song`` > 1, ``b // per_song``
         songs with ``per_song`` consecutive rows each."""
-        W = self.store.cfg.window_frames
         pick = np.repeat(self.rng.integers(0, len(self.songs), size=b // per_song), per_song)
-        b = len(pick)
-        starts = (self.rng.random(b) * (self.lengths[pick] - W + 1)).astype(np.int64)
-        x = np.stack([np.asarray(self.store.logmel[self.store.offsets[s] + st:self.store.offsets[s] + st + W],
-                                 dtype=np.float32).T for s, st in zip(self.songs[pick], starts)])
-        return x, self.targets[pick]
+        return self.cut(pick), self.targets[pick]
+
+    def cut(self, pick: np.ndarray) -> np.ndarray:
+        """One random crop of each picked song (positions into ``songs``) [shape=(len(pick), n_mels, W)]."""
+        W = self.store.cfg.window_frames
+        starts = (self.rng.random(len(pick)) * (self.lengths[pick] - W + 1)).astype(np.int64)
+        return np.stack([np.asarray(self.store.logmel[self.store.offsets[s] + st:self.store.offsets[s] + st + W],
+                                    dtype=np.float32).T for s, st in zip(self.songs[pick], starts)])
 
 
 @torch.no_grad()
@@ -142,10 +145,7 @@ def pretrain(model: AudioCNN, store: FeatureStore, songs: np.ndarray, cfg: Train
             pick = rng.choice(len(crops.songs), size=min(n, len(crops.songs)), replace=False)
             xs = []
             for _view in range(2):
-                W = store.cfg.window_frames
-                starts = (rng.random(len(pick)) * (crops.lengths[pick] - W + 1)).astype(np.int64)
-                x = np.stack([np.asarray(store.logmel[store.offsets[s] + st:store.offsets[s] + st + W],
-                                         dtype=np.float32).T for s, st in zip(crops.songs[pick], starts)])
+                x = crops.cut(pick)
                 xs.append(augment(x, np.zeros((len(x), 1), np.float32), cfg, rng)[0])
             x = torch.from_numpy(np.concatenate(xs)).to(device)
             z = F.normalize(head(model.features(x)), dim=1)
@@ -225,7 +225,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     fac = load_factors(ws)
     Y = fac["song_factors"]
     split = fac["split"]
-    has_win = np.array([store.n_frames(i) >= store.cfg.window_frames for i in range(store.n_songs)])
+    has_win = store.has_windows()
     tr = np.flatnonzero((split == "train") & has_win)
     va = np.flatnonzero((split == "valid") & has_win)
     if len(tr) < 2 or len(va) < 1:
@@ -264,7 +264,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         va_played = (ws.play_matrix().tocsc()[:, va] > 0).toarray()
     state_path = ws.path / "train_state.pt"
     start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
-    st_ema, st_ema_steps = None, 0
+    st_ema = None
     with ws.db:
         ws.db.execute("DELETE FROM report WHERE stage='train'")
     if state_path.exists() and not force:
@@ -277,7 +277,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                     sched.load_state_dict(st["sched"])
                 start_epoch, best, best_epoch = int(st["epoch"]) + 1, float(st["best"]), int(st["best_epoch"])
                 history, best_state = list(st["history"]), st["best_state"]
-                st_ema, st_ema_steps = st.get("ema"), int(st.get("ema_steps") or 0)
+                st_ema = st.get("ema")
                 if best_epoch >= 0 and not isinstance(best_state, dict):
                     raise ValueError("no best model state")
                 torch.set_rng_state(st["torch_rng"])
@@ -286,7 +286,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                 why = f"its contents do not fit: {_short(e)}"
                 model, opt, sched, rng = fresh()
                 start_epoch, best, best_epoch, history, best_state = 0, math.inf, -1, [], None
-                st_ema, st_ema_steps = None, 0
+                st_ema = None
             else:
                 if progress:
                     print(f"train: resuming after epoch {start_epoch}")
@@ -309,12 +309,12 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     crops = _Crops(store, tr, Y[tr], rng)
     shadow = None                                         # the weights' moving average, validated and kept
     if cfg.ema:
-        import copy
         shadow = copy.deepcopy(model)
         if start_epoch and st_ema is not None:
             shadow.load_state_dict(st_ema)
         pairs = list(zip(shadow.state_dict().values(), model.state_dict().values()))
-    ema_steps = st_ema_steps
+    ema_steps = start_epoch * cfg.steps_per_epoch         # one average step per training step since epoch 1
+    k = max(cfg.crops_per_song, 1)
     t0 = time.time()
     n_seen = 0
     for epoch in range(start_epoch, cfg.epochs):
@@ -328,7 +328,6 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                    disable=not progress, leave=False)
         tl = 0.0
         for _ in bar:
-            k = max(cfg.crops_per_song, 1)
             x, y = crops.sample(cfg.batch_size, k)
             x, y = augment(x, y, cfg, rng, k)
             x, y = torch.from_numpy(x).to(device), torch.from_numpy(y[::k]).to(device)
@@ -341,8 +340,11 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                 ema_steps += 1                            # the decay warms up: early steps are not held back
                 w = 1 - min(cfg.ema, (1 + ema_steps) / (10 + ema_steps))   # by the untrained initial weights
                 with torch.no_grad():                     # weights and batch-norm statistics alike
-                    for e, v in pairs:                    # (lerp leaves a tensor that does not change as it is)
-                        e.lerp_(v, w) if e.dtype.is_floating_point else e.copy_(v)
+                    for e, v in pairs:
+                        if e.dtype.is_floating_point:     # lerp leaves a tensor that does not change as it is
+                            e.lerp_(v, w)
+                        else:
+                            e.copy_(v)
             tl += loss.item()
             n_seen += len(x)
             bar.set_postfix(loss=f"{loss.item():.4f}")
@@ -375,7 +377,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
               "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state,
               "sched": sched.state_dict() if sched is not None else None,
               "torch_rng": torch.get_rng_state(), "np_rng": rng.bit_generator.state,
-              "ema": shadow.state_dict() if shadow is not None else None, "ema_steps": ema_steps}
+              "ema": shadow.state_dict() if shadow is not None else None}
         from .workspace import atomic_path
         with atomic_path(state_path, suffix=".pt") as tmp:
             torch.save(st, tmp)

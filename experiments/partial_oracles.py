@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
-from audiovis.evaluate import one_hot_labels
+from audiovis.evaluate import cold_start_split, one_hot_labels
 from audiovis.factors import load_factors
+from audiovis.features import FeatureStore
 from audiovis.metrics import cold_start_metrics
 from audiovis.readout import ridge_fit_predict
 from audiovis.workspace import Workspace
@@ -29,9 +28,8 @@ def main(argv=None):
     concepts = a.concepts
     ws = Workspace(a.workspace)
     fac = load_factors(ws)
-    split, X, Y = fac["split"], fac["user_factors"], fac["song_factors"]
-    tr, va, te = (np.flatnonzero(split == s) for s in ("train", "valid", "test"))
-    P = (ws.play_matrix().tocsc()[:, te] > 0).toarray()
+    X, Y = fac["user_factors"], fac["song_factors"]
+    tr, va, te, P = cold_start_split(ws, FeatureStore(ws), fac)
     labels, ids = ws.labels(), ws.song_ids()
     if not labels:
         raise SystemExit("this workspace has no ground-truth labels")

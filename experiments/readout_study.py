@@ -47,7 +47,7 @@ def main(argv=None):
     ap.add_argument("-w", "--workspace", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
-    from audiovis.evaluate import logmel_stats
+    from audiovis.evaluate import cold_start_split, logmel_stats
     from audiovis.factors import load_factors
     from audiovis.features import FeatureStore
     from audiovis.metrics import cold_start_metrics
@@ -57,9 +57,7 @@ def main(argv=None):
     ws = Workspace(a.workspace)
     model, _ = load_model(ws)
     store, fac = FeatureStore(ws), load_factors(ws)
-    split = fac["split"]
-    te, tr, va = (np.flatnonzero(split == s) for s in ("test", "train", "valid"))
-    P = (ws.play_matrix().tocsc()[:, te] > 0).toarray()
+    tr, va, te, P = cold_start_split(ws, store, fac)
     X, Y = fac["user_factors"], fac["song_factors"]
     lam = (1e-2, 1e-1, 1, 10, 100, 1e3, 1e4, 1e5)
     pool = song_pool(model, store, list(model.conv_names) + list(model.dense_names))

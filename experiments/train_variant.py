@@ -55,6 +55,7 @@ def main(argv=None):
     from sklearn.linear_model import LogisticRegression
 
     from audiovis.activations import song_means
+    from audiovis.evaluate import cold_start_split
     from audiovis.factors import load_factors
     from audiovis.features import FeatureStore
     from audiovis.metrics import cold_start_metrics
@@ -66,9 +67,7 @@ def main(argv=None):
     summary = train(ws, TrainConfig(num_threads=1, **over), progress=False)
     model, _ = load_model(ws)
     store, fac = FeatureStore(ws), load_factors(ws)
-    split = fac["split"]
-    te, tr, va = (np.flatnonzero(split == s) for s in ("test", "train", "valid"))
-    P = (ws.play_matrix().tocsc()[:, te] > 0).toarray()
+    tr, va, te, P = cold_start_split(ws, store, fac)
     X, Y = fac["user_factors"], fac["song_factors"]
     auc = cold_start_metrics(X, predict_songs(model, store, te), P)["auc"]
     E = song_means(model, store, model.dense_names[-1])

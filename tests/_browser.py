@@ -62,6 +62,18 @@ def serve_app(ws_path, timeout: float = 90.0, allow_add: bool = False):
         proc.stdout.close()
 
 
+@contextlib.contextmanager
+def chromium_page(width: int = 1400, height: int = 1000):
+    """A page of headless Debian Chromium driven by Playwright; the browser is always closed."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
 def open_and_wait(page, url: str, n_audio: int, timeout_ms: int = 120_000) -> None:
     """Open a page URL and wait until it shows ``n_audio`` audio players and has finished running."""
     page.goto(url)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from _browser import CHROMIUM, CHROMIUM_ARGS, open_and_wait, serve_app
+from _browser import chromium_page, open_and_wait, serve_app
 from _browser import need_browser as _need_browser
 
 pytestmark = pytest.mark.slow
@@ -22,36 +22,30 @@ pytestmark = pytest.mark.slow
 
 def test_unit_view_in_a_real_browser(built_ws, tmp_path):
     _need_browser()
-    from playwright.sync_api import sync_playwright
     ws_path = built_ws[0]
     n = 3
-    with serve_app(ws_path) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            open_and_wait(page, f"{base}/?view=unit&unit=conv2:1&n={n}&bottom=0", n)
-            assert "Unit conv2:1" in page.inner_text("[data-testid=stMain] h1")
-            srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
-            assert len(srcs) == n
-            assert len(set(srcs)) == n                      # three different clips
-            for src in srcs:
-                r = page.request.get(src)
-                assert r.ok, src
-                assert r.headers.get("content-type", "").startswith("audio/ogg")
-                body = r.body()
-                assert len(body) < 60_000                    # compact: 3 s of Vorbis, not PCM (132 kB)
-                y, sr = sf.read(io.BytesIO(body))
-                assert sr == 22050
-                assert len(y) / sr == pytest.approx(3.0, abs=0.01)
-            shot = tmp_path / "unit.png"
-            page.screenshot(path=str(shot), full_page=True)
-            assert shot.stat().st_size > 10_000
-            if os.environ.get("AUDIOVIS_SCREENSHOT"):
-                out = Path(os.environ["AUDIOVIS_SCREENSHOT"])
-                out.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(shot, out)
-        finally:
-            browser.close()
+    with serve_app(ws_path) as base, chromium_page() as page:
+        open_and_wait(page, f"{base}/?view=unit&unit=conv2:1&n={n}&bottom=0", n)
+        assert "Unit conv2:1" in page.inner_text("[data-testid=stMain] h1")
+        srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
+        assert len(srcs) == n
+        assert len(set(srcs)) == n                      # three different clips
+        for src in srcs:
+            r = page.request.get(src)
+            assert r.ok, src
+            assert r.headers.get("content-type", "").startswith("audio/ogg")
+            body = r.body()
+            assert len(body) < 60_000                    # compact: 3 s of Vorbis, not PCM (132 kB)
+            y, sr = sf.read(io.BytesIO(body))
+            assert sr == 22050
+            assert len(y) / sr == pytest.approx(3.0, abs=0.01)
+        shot = tmp_path / "unit.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("AUDIOVIS_SCREENSHOT"):
+            out = Path(os.environ["AUDIOVIS_SCREENSHOT"])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, out)
 
 
 def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_path):
@@ -59,75 +53,63 @@ def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_p
     with playable clips, listeners, units and their timeline), then dream a unit in the Visualise view and
     fetch the dreamed audio that the page plays."""
     _need_browser()
-    from playwright.sync_api import sync_playwright
     ws_path = built_ws[0]
     song = sorted(Path(corpus["audio_dir"]).glob("*.flac"))[0]
-    with serve_app(ws_path) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/?view=coldstart")
-            page.locator("input[type=file]").set_input_files(str(song))
-            page.get_by_text("Likely listeners", exact=True).wait_for(timeout=120_000)
-            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-            main = page.inner_text("[data-testid=stMain]")
-            assert song.name in main and "Likely listeners" in main and "Most active units" in main
-            assert "When the most active units fire" in main
-            assert "Adding songs to the workspace is off on this server" in main     # read-only unless --allow-add
-            assert page.get_by_role("button", name="Add this song to the workspace").count() == 0
-            n_audio = page.eval_on_selector_all("audio", "els => els.length")
-            assert n_audio >= 1 + 3                         # the upload and at least 3 similar songs' clips
-            srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
-            r = page.request.get(srcs[1])                   # the first similar song's clip
-            assert r.ok and r.headers.get("content-type", "").startswith("audio/")
-            y, sr = sf.read(io.BytesIO(r.body()))
-            assert sr == 22050 and len(y) > sr              # a clip of the catalogue, seconds long
-            imgs = page.locator("[data-testid=stMain] img")
-            for i in range(imgs.count()):                   # images below the fold load when scrolled to
-                imgs.nth(i).scroll_into_view_if_needed()
-            page.wait_for_function("[...document.querySelectorAll('[data-testid=stMain] img')]"
-                                   ".every(e => e.complete)", timeout=60_000)
-            widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
-            assert widths and min(widths) > 100             # the timeline image decoded
+    with serve_app(ws_path) as base, chromium_page() as page:
+        page.goto(f"{base}/?view=coldstart")
+        page.locator("input[type=file]").set_input_files(str(song))
+        page.get_by_text("Likely listeners", exact=True).wait_for(timeout=120_000)
+        page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+        main = page.inner_text("[data-testid=stMain]")
+        assert song.name in main and "Likely listeners" in main and "Most active units" in main
+        assert "When the most active units fire" in main
+        assert "Adding songs to the workspace is off on this server" in main     # read-only unless --allow-add
+        assert page.get_by_role("button", name="Add this song to the workspace").count() == 0
+        n_audio = page.eval_on_selector_all("audio", "els => els.length")
+        assert n_audio >= 1 + 3                         # the upload and at least 3 similar songs' clips
+        srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
+        r = page.request.get(srcs[1])                   # the first similar song's clip
+        assert r.ok and r.headers.get("content-type", "").startswith("audio/")
+        y, sr = sf.read(io.BytesIO(r.body()))
+        assert sr == 22050 and len(y) > sr              # a clip of the catalogue, seconds long
+        imgs = page.locator("[data-testid=stMain] img")
+        for i in range(imgs.count()):                   # images below the fold load when scrolled to
+            imgs.nth(i).scroll_into_view_if_needed()
+        page.wait_for_function("[...document.querySelectorAll('[data-testid=stMain] img')]"
+                               ".every(e => e.complete)", timeout=60_000)
+        widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
+        assert widths and min(widths) > 100             # the timeline image decoded
 
-            page.goto(f"{base}/?view=visualise")
-            page.get_by_role("tab", name="Dream").click()
-            page.get_by_role("button", name="Dream").filter(has_text=":0").click()
-            page.get_by_text("activation of the dream").wait_for(timeout=120_000)
-            page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-            panel = page.locator("[role=tabpanel]:visible")
-            srcs = panel.locator("audio").evaluate_all("els => els.map(e => e.currentSrc || e.src)")
-            assert len(srcs) == 1
-            r = page.request.get(srcs[0])
-            assert r.ok
-            y, sr = sf.read(io.BytesIO(r.body()))
-            assert sr == 22050 and len(y) / sr >= 1.0 and float(abs(y).max()) > 0.0
-            assert panel.locator("img").count() >= 1
-            page.screenshot(path=str(tmp_path / "visualise.png"), full_page=True)
-        finally:
-            browser.close()
+        page.goto(f"{base}/?view=visualise")
+        page.get_by_role("tab", name="Dream").click()
+        page.get_by_role("button", name="Dream").filter(has_text=":0").click()
+        page.get_by_text("activation of the dream").wait_for(timeout=120_000)
+        page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+        panel = page.locator("[role=tabpanel]:visible")
+        srcs = panel.locator("audio").evaluate_all("els => els.map(e => e.currentSrc || e.src)")
+        assert len(srcs) == 1
+        r = page.request.get(srcs[0])
+        assert r.ok
+        y, sr = sf.read(io.BytesIO(r.body()))
+        assert sr == 22050 and len(y) / sr >= 1.0 and float(abs(y).max()) > 0.0
+        assert panel.locator("img").count() >= 1
+        page.screenshot(path=str(tmp_path / "visualise.png"), full_page=True)
 
 
 def test_song_view_of_a_ten_minute_song_in_a_real_browser(long_ws):
     """The song view of a 10-minute song: the page stays up and its player's source is the whole song."""
     _need_browser()
     from conftest import LONG_ID
-    from playwright.sync_api import sync_playwright
-    with serve_app(long_ws[0]) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            open_and_wait(page, f"{base}/?view=song&song={LONG_ID}", 1)
-            assert f"Song {LONG_ID}" in page.inner_text("[data-testid=stMain] h1")
-            srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
-            assert len(srcs) == 1
-            r = page.request.get(srcs[0])
-            assert r.ok and r.headers.get("content-type", "").startswith("audio/ogg")
-            y, sr = sf.read(io.BytesIO(r.body()))
-            assert sr == 22050 and len(y) / sr == pytest.approx(600.0, abs=0.1)
-            widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
-            assert widths and min(widths) > 100                # the song's picture decoded
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as h:
-                assert h.status == 200                          # the server is still up
-        finally:
-            browser.close()
+    with serve_app(long_ws[0]) as base, chromium_page() as page:
+        open_and_wait(page, f"{base}/?view=song&song={LONG_ID}", 1)
+        assert f"Song {LONG_ID}" in page.inner_text("[data-testid=stMain] h1")
+        srcs = page.eval_on_selector_all("audio", "els => els.map(e => e.currentSrc || e.src)")
+        assert len(srcs) == 1
+        r = page.request.get(srcs[0])
+        assert r.ok and r.headers.get("content-type", "").startswith("audio/ogg")
+        y, sr = sf.read(io.BytesIO(r.body()))
+        assert sr == 22050 and len(y) / sr == pytest.approx(600.0, abs=0.1)
+        widths = page.eval_on_selector_all("[data-testid=stMain] img", "els => els.map(e => e.naturalWidth)")
+        assert widths and min(widths) > 100                # the song's picture decoded
+        with urllib.request.urlopen(f"{base}/_stcore/health", timeout=5) as h:
+            assert h.status == 200                          # the server is still up

@@ -53,36 +53,29 @@ def test_counterfactual_query(built_ws, new_song):
 def test_counterfactual_in_the_cold_start_view_in_a_real_browser(built_ws, corpus):
     """Upload, ablate a unit: the original and counterfactual similar songs play side by side; a bad clamp is
     refused with its message, not a traceback."""
-    from _browser import CHROMIUM, CHROMIUM_ARGS, need_browser, serve_app
+    from _browser import chromium_page, need_browser, serve_app
     need_browser()
     from pathlib import Path
-
-    from playwright.sync_api import sync_playwright
     song = sorted(Path(corpus["audio_dir"]).glob("*.wav"))[0]
     idle = "!document.querySelector('[data-testid=\"stStatusWidget\"]')"
-    with serve_app(built_ws[0]) as base, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/?view=coldstart")
-            page.locator("input[type=file]").set_input_files(str(song))
-            page.get_by_text("Counterfactual listening", exact=True).wait_for(timeout=120_000)
-            page.wait_for_function(idle, timeout=120_000)
-            n_audio = page.eval_on_selector_all("audio", "els => els.length")
-            assert "Units that drove it towards each listener" in page.inner_text("[data-testid=stMain]")
-            page.locator("[data-testid=stMultiSelect]").first.click()
-            page.keyboard.type("dense1:")
-            page.keyboard.press("Enter")
-            page.keyboard.press("Escape")
-            page.get_by_text("Counterfactual: similar songs").wait_for(timeout=60_000)
-            page.wait_for_function(idle, timeout=60_000)
-            main = page.inner_text("[data-testid=stMain]")
-            assert "Original: similar songs" in main and "windows changed" in main
-            assert page.eval_on_selector_all("audio", "els => els.length") == n_audio + 2 * (n_audio - 1)
-            box = page.get_by_label("Clamp units (UNIT=VALUE, comma-separated)")
-            box.fill("conv3:999=2")
-            box.press("Enter")
-            page.get_by_text("Cannot run this counterfactual").wait_for(timeout=60_000)
-            assert "index 999 out of range" in page.inner_text("[data-testid=stMain]")
-        finally:
-            browser.close()
+    with serve_app(built_ws[0]) as base, chromium_page() as page:
+        page.goto(f"{base}/?view=coldstart")
+        page.locator("input[type=file]").set_input_files(str(song))
+        page.get_by_text("Counterfactual listening", exact=True).wait_for(timeout=120_000)
+        page.wait_for_function(idle, timeout=120_000)
+        n_audio = page.eval_on_selector_all("audio", "els => els.length")
+        assert "Units that drove it towards each listener" in page.inner_text("[data-testid=stMain]")
+        page.locator("[data-testid=stMultiSelect]").first.click()
+        page.keyboard.type("dense1:")
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.get_by_text("Counterfactual: similar songs").wait_for(timeout=60_000)
+        page.wait_for_function(idle, timeout=60_000)
+        main = page.inner_text("[data-testid=stMain]")
+        assert "Original: similar songs" in main and "windows changed" in main
+        assert page.eval_on_selector_all("audio", "els => els.length") == n_audio + 2 * (n_audio - 1)
+        box = page.get_by_label("Clamp units (UNIT=VALUE, comma-separated)")
+        box.fill("conv3:999=2")
+        box.press("Enter")
+        page.get_by_text("Cannot run this counterfactual").wait_for(timeout=60_000)
+        assert "index 999 out of range" in page.inner_text("[data-testid=stMain]")
