@@ -74,6 +74,10 @@ class ModelAdapter:
         """A short description of a unit the model itself defines (CREPE: a pitch bin's note), or None."""
         return None
 
+    def unit_names(self, layer: str) -> list[str] | None:
+        """Names of a layer's units when the model names them (musicnn's tags: ``tags:rock``), else None."""
+        return None
+
     @torch.no_grad()
     def layer_sizes(self, n_samples: int, n_mels: int = 128, frames: int = 129) -> dict[str, int]:
         """{layer: units} from one forward pass on a silent window."""
@@ -272,10 +276,63 @@ def _torchcrepe():
     return torchcrepe
 
 
+# ----------------------------------------------------------------------------- musicnn
+class MusicnnAdapter(ModelAdapter):
+    """The musicnn taggers (Pons & Serra 2019) from the ``musicnn`` wheel's checkpoints, in PyTorch
+    (:mod:`audiovis.models.musicnn`; TensorFlow is not used).
+
+    Each 3 s window at 16 kHz becomes musicnn's input (n_fft 512, hop 256, 96 slaney mel bins,
+    ``log10(1 + 10000 power)``, float32). Layers: ``timbral`` (408 filters spanning 38 or 67 mel bins),
+    ``temporal`` (153 filters of 128, 64 or 32 frames), ``cnn1``-``cnn3`` (the mid-end, 64 each) with a step every
+    16 ms, ``penultimate`` (200) and ``tags`` (50 tag probabilities, named: ``tags:rock``).
+
+    Parameters
+    ----------
+    dataset : {'msd', 'mtt'}
+        ``msd``: MSD_musicnn (Million Song Dataset, 50 Last.fm tags); ``mtt``: MTT_musicnn (MagnaTagATune).
+    """
+
+    sr = 16000
+    input = "waveform"
+    LAYERS = ("timbral", "temporal", "cnn1", "cnn2", "cnn3", "penultimate", "tags")
+
+    def __init__(self, dataset: str = "msd"):
+        from .models import musicnn
+        self.dataset = musicnn.check_dataset(dataset)
+        self.net = musicnn.load_musicnn(self.dataset)
+        self.tags = musicnn.TAGS[self.dataset]
+        self.name = f"musicnn {self.dataset.upper()}"
+
+    def logmel(self, x: torch.Tensor) -> torch.Tensor:
+        """Waveforms [shape=(b, n)] at 16 kHz -> musicnn's input [shape=(b, 96, 1 + n // 256)], float32."""
+        from .features import mel_basis
+        from .models import musicnn
+        X = torch.stft(x.float(), musicnn.N_FFT, musicnn.HOP_LENGTH, window=torch.hann_window(musicnn.N_FFT),
+                       center=True, pad_mode="constant", return_complex=True)
+        M = torch.from_numpy(np.array(mel_basis(musicnn.SR, musicnn.N_FFT, musicnn.N_MELS)))
+        return torch.log10(1.0 + 10000.0 * (M @ X.abs().pow(2)))
+
+    @torch.no_grad()
+    def record(self, x):
+        f = self.net.features(self.logmel(x))
+        return {name: f[name] for name in self.LAYERS}
+
+    def unit_note(self, layer, index):
+        if layer == "tags" and 0 <= index < len(self.tags):
+            return f"tag '{self.tags[index]}' ({self.dataset.upper()})"
+        return None
+
+    def unit_names(self, layer):
+        return list(self.tags) if layer == "tags" else None
+
+    def spec(self):
+        return {"kind": "musicnn", "dataset": self.dataset}
+
+
 # ----------------------------------------------------------------------------- loading
 def load_adapter(model: str | dict, sr: int | None = None, input: str | None = None) -> ModelAdapter:
-    """The adapter named by ``model``: ``crepe[:tiny|:full]``, ``package.module:factory``, a TorchScript file,
-    or a stored :meth:`ModelAdapter.spec` dict (how a workspace reopens its model).
+    """The adapter named by ``model``: ``crepe[:tiny|:full]``, ``musicnn[:msd|:mtt]``, ``package.module:factory``,
+    a TorchScript file, or a stored :meth:`ModelAdapter.spec` dict (how a workspace reopens its model).
 
     Parameters
     ----------
@@ -289,14 +346,17 @@ def load_adapter(model: str | dict, sr: int | None = None, input: str | None = N
     text = str(model).strip()
     if text == "crepe" or text.startswith("crepe:"):
         return CrepeAdapter(text.partition(":")[2] or "tiny")
+    if text == "musicnn" or text.startswith("musicnn:"):
+        return MusicnnAdapter(text.partition(":")[2] or "msd")
     p = Path(text).expanduser()
     if p.suffix in (".pt", ".pt2", ".pth", ".ts", ".jit", ".torchscript") or p.exists():
         if not p.is_file():
             raise ParameterError(f"model file '{p}' does not exist")
         return TorchScriptAdapter(p, sr=sr or 16000, input=input or "waveform")
     if ":" not in text:
-        raise ParameterError(f"--model {text!r} is not 'crepe', 'crepe:tiny', 'crepe:full', a TorchScript file "
-                             f"or an import path 'package.module:factory'")
+        raise ParameterError(f"--model {text!r} is not 'crepe', 'crepe:tiny', 'crepe:full', 'musicnn', "
+                             f"'musicnn:msd', 'musicnn:mtt', a TorchScript file or an import path "
+                             f"'package.module:factory'")
     return _from_spec({"kind": "import", "target": text, "cwd": os.getcwd()})
 
 
@@ -304,6 +364,8 @@ def _from_spec(spec: dict) -> ModelAdapter:
     kind = spec.get("kind")
     if kind == "crepe":
         return CrepeAdapter(spec.get("capacity", "tiny"), spec.get("hop_s", 0.05))
+    if kind == "musicnn":
+        return MusicnnAdapter(spec.get("dataset", "msd"))
     if kind == "torchscript":
         return TorchScriptAdapter(spec["path"], spec.get("sr", 16000), spec.get("input", "waveform"))
     if kind != "import":
@@ -458,12 +520,25 @@ def adapter_curves(adapter: ModelAdapter, source: WindowSource, layer: str, indi
     return out
 
 
-def write_unit_notes(path, adapter: ModelAdapter, layers: dict[str, int]) -> None:
-    """index/unit_notes.json: the notes an adapter gives its units (e.g. CREPE's pitch bins)."""
+def write_unit_notes(path, adapter, layers: dict[str, int]) -> None:
+    """index/unit_notes.json: the notes a model gives its units (CREPE's pitch bins, musicnn's tags), and
+    index/unit_names.json: the names of units a model names ({layer: [name per unit]}, musicnn's tags).
+    ``adapter``: a :class:`ModelAdapter`, or any model with ``unit_note`` (and optionally ``unit_names``)."""
     from .workspace import save_json
     notes = {f"{name}:{i}": n for name, m in layers.items() for i in range(m)
              if (n := adapter.unit_note(name, i)) is not None}
     save_json(path, notes)
+    names_of = getattr(adapter, "unit_names", None)
+    names = {name: list(v) for name, m in layers.items()
+             if names_of is not None and (v := names_of(name)) is not None and len(v) == m}
+    save_json(Path(path).with_name("unit_names.json"), names)
+
+
+def read_unit_names(index_dir) -> dict[str, list[str]]:
+    """{layer: [unit names]} of ``index/unit_names.json``; empty without it."""
+    from .workspace import read_json
+    d = read_json(Path(index_dir) / "unit_names.json", {})
+    return {k: v for k, v in d.items() if isinstance(v, list)} if isinstance(d, dict) else {}
 
 
 def read_unit_notes(index_dir) -> dict[str, str]:

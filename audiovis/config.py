@@ -32,12 +32,16 @@ def setting(default, help: str, *, flag: str | None = None, choices: tuple | Non
 
 @dataclass
 class FeatureConfig(Config):
-    """The paper's front end: log-mel, 128 bins, window 1024, hop 512 at 22,050 Hz, 3 s windows."""
+    """The front end: log-mel power in dB, the input representation the pretrained musicnn taggers were trained on
+    (16 kHz, n_fft 512, hop 256, 96 slaney mel bins; :mod:`audiovis.models.musicnn` maps dB to its
+    ``log10(1 + 10000 power)``), cut into 3 s windows (187 frames). Dieleman's 2014 front end (22,050 Hz, n_fft
+    1024, hop 512, 128 bins) is ``--sr 22050 --n-fft 1024 --hop-length 512 --n-mels 128``; the from-scratch CNN
+    presets train on either, the musicnn presets need this one."""
 
-    sr: int = setting(22050, "sample rate the audio is decoded at (Hz)")
-    n_fft: int = setting(1024, "FFT window (samples)")
-    hop_length: int = setting(512, "hop between frames (samples)")
-    n_mels: int = setting(128, "mel bands")
+    sr: int = setting(16000, "sample rate the audio is decoded at (Hz)")
+    n_fft: int = setting(512, "FFT window (samples)")
+    hop_length: int = setting(256, "hop between frames (samples)")
+    n_mels: int = setting(96, "mel bands")
     fmin: float = setting(0.0, "lowest mel frequency (Hz)")
     fmax: float | None = setting(None, "highest mel frequency (Hz; default: sr / 2)")
     window_s: float = setting(3.0, "window length in seconds")
@@ -45,7 +49,9 @@ class FeatureConfig(Config):
 
     @property
     def window_frames(self) -> int:
-        return int(round(self.window_s * self.sr / self.hop_length))
+        """Frames per window: ``floor(window_s * sr / hop_length)`` (187 at the defaults, as musicnn's patches;
+        129 at 22,050 Hz and hop 512)."""
+        return int(self.window_s * self.sr / self.hop_length + 1e-6)
 
     def frames_to_seconds(self, frames):
         return frames * self.hop_length / self.sr
@@ -75,8 +81,11 @@ class FactorConfig(Config):
 class TrainConfig(Config):
     """The content CNN's training (:func:`audiovis.train.train`)."""
 
-    preset: str = setting("auto", "model size: auto picks small below 3 h of training audio and wide from 3 h",
-                          choices=("auto", "small", "wide", "paper"))   # audiovis.model.PRESETS and auto_preset
+    preset: str = setting("auto", "the network: musicnn (the pretrained MSD tagger, frozen, with a trained head), "
+                                  "musicnn-tune (the same, every layer fine-tuned), or a CNN trained from scratch: "
+                                  "auto (small below 3 h of training audio, wide from 3 h), small, wide, paper",
+                          choices=("auto", "small", "wide", "paper", "musicnn", "musicnn-tune"))
+    # audiovis.model.PRESETS and auto_preset
     epochs: int = setting(60, "training epochs")
     steps_per_epoch: int = setting(60, "batches per epoch")
     batch_size: int = setting(64, "crops per batch")

@@ -23,3 +23,7 @@ class WorkspaceError(AudiovisError):
 
 class DependencyError(AudiovisError, ImportError):
     """An installed dependency cannot be loaded (e.g. a torch/torchaudio pair that does not match)."""
+
+
+class CheckpointError(AudiovisError):
+    """A checkpoint file of a pretrained network is missing, truncated or in an unknown format."""

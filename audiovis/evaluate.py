@@ -9,6 +9,7 @@ from .errors import WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
 from .metrics import cold_start_metrics
+from .models.frozen import song_means
 from .readout import ridge_fit_predict
 from .workspace import Workspace, save_json, save_text
 
@@ -106,10 +107,27 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
             print(f"evaluate: {label} baseline")
         pred, lam = stats_ridge(store, extract, Y, tr, va, te)
         m[key] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
+    pooled, why = _pretrained_pooled(ws, store, progress)
+    if pooled is not None:                             # ridge on the frozen MSD tagger's pooled features
+        S = song_means(store, pooled)
+        pred, lam = ridge_fit_predict(S[tr], Y[tr], S[va], Y[va], S[te])
+        m["pretrained_ridge"] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
+    else:
+        results["pretrained_ridge_missing"] = why
     if progress:
-        print("evaluate: CNN")
+        print("evaluate: content model")
     model, _ = load_model(ws)
-    m["cnn"] = cold_start_metrics(X, predict_songs(model, store, te), P, k)
+    results["preset"] = (ws.get_meta("done:train") or {}).get("summary", {}).get("preset")
+    if getattr(model.cfg, "arch", "dieleman") == "musicnn" and model.cfg.frozen and pooled is not None \
+            and model.dataset == "msd":                # the frozen layers' output is cached: run the head only
+        import torch
+        song_of = store.windows[:, 0]
+        with torch.no_grad():
+            pw = model.head(torch.from_numpy(np.asarray(pooled[np.isin(song_of, te)], dtype=np.float32)))
+        pred = _song_mean_rows(song_of[np.isin(song_of, te)], te, pw.numpy())
+    else:
+        pred = predict_songs(model, store, te)
+    m["cnn"] = cold_start_metrics(X, pred, P, k)
     labels = ws.labels()
     if labels:
         ids = ws.song_ids()
@@ -126,14 +144,36 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         results["cnn_share_of_oracle"] = m["cnn"]["gap_share"] / m["audible_oracle"]["gap_share"]
     results["cnn_minus_mfcc_auc"] = m["cnn"]["auc"] - m["mfcc_linear"]["auc"]
     results["cnn_minus_logmel_stats_auc"] = m["cnn"]["auc"] - m["logmel_stats_ridge"]["auc"]
+    if "pretrained_ridge" in m:
+        results["cnn_minus_pretrained_ridge_auc"] = m["cnn"]["auc"] - m["pretrained_ridge"]["auc"]
     save_json(ws.path / "evaluation.json", results)
     save_text(ws.path / "evaluation.md", markdown_table(results))
     ws.mark_done("evaluate", {"results": results})
     return results
 
 
+def _pretrained_pooled(ws: Workspace, store: FeatureStore, progress: bool):
+    """The MSD tagger's cached pooled features for the baseline row, or (None, why not)."""
+    from .errors import DependencyError, ParameterError
+    from .models.frozen import pooled_features
+    try:
+        return pooled_features(ws, store, progress=progress), None
+    except (ParameterError, DependencyError) as e:
+        return None, str(e)
+
+
+def _song_mean_rows(song_of: np.ndarray, songs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mean of the rows of each of ``songs`` (``song_of[i]``: the song of row i; every song has rows)."""
+    pos = np.searchsorted(songs, song_of)
+    out = np.zeros((len(songs), rows.shape[1]))
+    np.add.at(out, pos, rows)
+    return out / np.bincount(pos, minlength=len(songs))[:, None]
+
+
 NAMES = {"random": "random", "mfcc_linear": "linear regression on MFCC statistics",
-         "logmel_stats_ridge": "ridge on log-mel band statistics", "cnn": "CNN (audiovis)",
+         "logmel_stats_ridge": "ridge on log-mel band statistics",
+         "pretrained_ridge": "ridge on the pretrained MSD tagger's pooled features (musicnn, frozen)",
+         "cnn": "content model (audiovis)",
          "audible_oracle": "audible oracle (true concept labels, linear)",
          "popularity": "popularity of the held-out songs (uses their plays)",
          "upper_bound": "upper bound (WMF with plays)"}

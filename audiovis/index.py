@@ -334,7 +334,16 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     song_pred = np.where(st["song_n"][:, None] > 0, st["song_sum"] / np.maximum(st["song_n"][:, None], 1), np.nan)
     if adapter is not None:
         source.finish(layers)
+    else:                                                  # what the content model says its units are (tags)
+        from .adapters import write_unit_notes
+        write_unit_notes(ws.index_dir / "unit_notes.json", cnn if hasattr(cnn, "unit_note") else _NoNotes(),
+                         layers)
     return write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path, model=trained)
+
+
+class _NoNotes:
+    def unit_note(self, layer, index):
+        return None
 
 
 class _AdapterWindows:
@@ -452,6 +461,8 @@ class UnitIndex:
             self.data = {k: z[k] for k in z.files}
         self.acts = np.load(d / "acts.npy", mmap_mode="r")
         self.model_layers, self.model_data = dict(self.layers), self.data
+        from .adapters import read_unit_names
+        self.unit_names = read_unit_names(d)                 # named units (musicnn's tags:rock)
         self.dictionaries, self.stale_dictionaries = {}, {}
         if dictionaries and (d / self.DICT_DIR).is_dir():
             self._add_dictionaries(d / self.DICT_DIR, int(meta.get("n_windows", len(self.acts))))
@@ -503,7 +514,7 @@ class UnitIndex:
         return layer in self.dictionaries
 
     def column(self, unit: str | Unit) -> int:
-        u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers)
+        u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers, self.unit_names)
         return self.offset[u.layer] + u.index
 
     def units(self, layer: str | None = None) -> list[str]:

@@ -31,6 +31,9 @@ class ModelConfig(Config):
     normalize_output: bool = False    # unit-normalise the factor vector (Spotify 2014)
     level_norm: bool = False          # take away each window's mean level (dB over all bins and frames) first
     tempo_lags: int = 0               # > 0: append the onset envelope's autocorrelation at lags 1..tempo_lags frames
+    arch: str = "dieleman"            # "dieleman" (AudioCNN, trained from scratch) or "musicnn" (MusicnnRegressor)
+    pretrained: str = ""              # musicnn: the tagger whose weights start the network ("msd" or "mtt")
+    frozen: bool = True               # musicnn: the pretrained layers stay as trained (only the head learns)
 
 
 PRESETS = {
@@ -41,7 +44,15 @@ PRESETS = {
     "wide": dict(channels=(128, 128, 256), pools=(4, 2), dense=(512,), dropout=0.5),
     # Dieleman 2014: 256, 256, 512, 512 channels, pools 4, 2, 2; dense 2048, 2048; for a GPU
     "paper": dict(channels=(256, 256, 512, 512), pools=(4, 2, 2), dense=(2048, 2048), dropout=0.5),
+    # the pretrained musicnn tagger (MSD) as the front end, frozen; a dense head of 512 units to the factors
+    # (audiovis.models.regressor; docs/model.md)
+    "musicnn": dict(arch="musicnn", pretrained="msd", frozen=True, channels=(), pools=(), dense=(512,),
+                    dropout=0.5),
+    # the same, then every layer fine-tuned on random crops (slow on a CPU: a GPU's job)
+    "musicnn-tune": dict(arch="musicnn", pretrained="msd", frozen=False, channels=(), pools=(), dense=(512,),
+                         dropout=0.5),
 }
+PRETRAINED_PRESETS = ("musicnn", "musicnn-tune")
 
 # preset "auto" (the default): the size is chosen from the hours of training audio. Measured on two worlds
 # (docs/experiments.md, session 9): the demo (1.9 h of training audio) is better with `small`, the real-music
@@ -135,6 +146,19 @@ class AudioCNN(nn.Module):
         return s
 
 
+def build_model(cfg: ModelConfig, pretrained_weights: bool = True) -> nn.Module:
+    """The network a config describes: :class:`AudioCNN`, or a
+    :class:`~audiovis.models.regressor.MusicnnRegressor` (with the wheel's trained weights unless
+    ``pretrained_weights`` is False, as when a checkpoint's own weights are loaded next)."""
+    if cfg.arch == "dieleman":
+        return AudioCNN(cfg)
+    if cfg.arch == "musicnn":
+        from .models.regressor import MusicnnRegressor
+        return MusicnnRegressor(cfg, pretrained_weights=pretrained_weights)
+    from .errors import ParameterError
+    raise ParameterError(f"model architecture {cfg.arch!r} is unknown (dieleman or musicnn)")
+
+
 def save_checkpoint(path, model: AudioCNN, extra: dict | None = None) -> None:
     """A checkpoint stores its config, so any later stage rebuilds the model from the file alone."""
     from .workspace import atomic_path
@@ -143,7 +167,7 @@ def save_checkpoint(path, model: AudioCNN, extra: dict | None = None) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path, map_location="cpu") -> tuple[AudioCNN, dict]:
+def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model from a checkpoint (loaded with ``weights_only=True``); returns (model in eval mode, extra)."""
     import pickle
 
@@ -163,7 +187,7 @@ def load_checkpoint(path, map_location="cpu") -> tuple[AudioCNN, dict]:
                              f"{str(e).strip()[:200]}); rerun `audiovis train` to rebuild it") from None
     if not isinstance(obj, dict) or "config" not in obj or "state_dict" not in obj:
         raise WorkspaceError(f"checkpoint '{path}' is not an audiovis checkpoint (no config and state_dict)")
-    model = AudioCNN(ModelConfig.from_dict(obj["config"]))
+    model = build_model(ModelConfig.from_dict(obj["config"]), pretrained_weights=False)
     state = dict(model.state_dict())       # buffers added after a checkpoint was written keep their defaults
     state.update(obj["state_dict"])
     model.load_state_dict(state)

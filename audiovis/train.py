@@ -17,7 +17,16 @@ from .errors import ParameterError, WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
 from .metrics import cold_start_metrics
-from .model import AUTO_WIDE_HOURS, PRESETS, AudioCNN, ModelConfig, auto_preset, load_checkpoint, save_checkpoint
+from .model import (
+    AUTO_WIDE_HOURS,
+    PRESETS,
+    AudioCNN,
+    ModelConfig,
+    auto_preset,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .readout import refit_output
 from .workspace import Workspace
 
@@ -237,18 +246,29 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
         print(f"train: preset auto -> {preset} ({train_audio_s / 3600:.1f} h of training audio; wide from "
               f"{AUTO_WIDE_HOURS:g} h)")
     mcfg = model_config(preset, Y.shape[1], store.cfg.n_mels, store.cfg.window_frames)
+    if mcfg.arch == "musicnn":
+        from .models.frozen import check_musicnn_features
+        check_musicnn_features(store.cfg, preset)
     # per-mel-bin standardisation from training songs
     frames = np.concatenate([np.asarray(store.song(s)[::4], dtype=np.float32) for s in tr])
     stats = [torch.from_numpy(a) for a in (frames.mean(0)[:, None], frames.std(0)[:, None] + 1e-3,
                                            Y[tr].mean(0), Y[tr].std(0) + 1e-6)]
     del frames
 
+    if mcfg.arch == "musicnn" and mcfg.frozen:           # a frozen pretrained front end: fit the head only
+        return _train_head(ws, cfg, mcfg, store, fac, tr, va, stats, preset, train_audio_s, progress)
+
     def fresh():
         """A new model, optimiser, scheduler and generator, seeded: what epoch 1 starts from."""
         torch.manual_seed(cfg.seed)
-        model = AudioCNN(mcfg)
+        model = build_model(mcfg)
         for buf, v in zip((model.in_mean, model.in_std, model.out_mean, model.out_std), stats):
             buf.copy_(v)
+        if mcfg.arch == "musicnn":                          # fine-tuning: the head's input statistics
+            from .models.frozen import pooled_features
+            P = np.asarray(pooled_features(ws, store, model, progress=progress))[np.isin(store.windows[:, 0], tr)]
+            model.feat_mean.copy_(torch.from_numpy(P.mean(0)))
+            model.feat_std.copy_(torch.from_numpy(P.std(0) + 1e-4))
         model.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_decay, patience=cfg.lr_patience) \
@@ -395,6 +415,35 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     save_checkpoint(ws.model_path, model, {"train": cfg.to_dict(), "feature": store.cfg.to_dict(),
                                            "history": history, "summary": summary})
     state_path.unlink(missing_ok=True)
+    ws.clear_done("evaluate", "index")
+    ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary})
+    return summary
+
+
+def _train_head(ws, cfg, mcfg, store, fac, tr, va, stats, preset, train_audio_s, progress):
+    """Training for a frozen pretrained front end: its pooled features are cached once per window
+    (:func:`audiovis.models.frozen.pooled_features`), then only the head learns (:mod:`audiovis.models.headfit`)."""
+    from .models.frozen import pooled_features
+    from .models.headfit import fit_head
+    t0 = time.time()
+    model = build_model(mcfg).eval()
+    for buf, v in zip((model.in_mean, model.in_std), stats[:2]):
+        buf.copy_(v)
+    pooled = pooled_features(ws, store, model, progress=progress)
+    t1 = time.time()
+    va_played = (ws.play_matrix().tocsc()[:, va] > 0).toarray() if cfg.early_stop == "valid_auc" else None
+    res = fit_head(model, pooled, store, fac["song_factors"], tr, va, cfg, va_played, fac["user_factors"],
+                   progress)
+    history, best_epoch = res["history"], res["best_epoch"]
+    summary = {"best_valid_mse": history[best_epoch]["valid_mse"], "best_epoch": best_epoch + 1,
+               "best_valid_auc": history[best_epoch].get("valid_auc"), "epochs_run": len(history),
+               "train_songs": len(tr), "valid_songs": len(va), "device": "cpu",
+               "windows_per_s": res["windows_per_s"], "seconds": time.time() - t0, "frontend_seconds": t1 - t0,
+               "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+               "pretrain_losses": None, "readout_lambda": res["readout_lambda"], "preset": preset,
+               "train_audio_s": train_audio_s}
+    save_checkpoint(ws.model_path, model, {"train": cfg.to_dict(), "feature": store.cfg.to_dict(),
+                                           "history": history, "summary": summary})
     ws.clear_done("evaluate", "index")
     ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary})
     return summary

@@ -23,13 +23,22 @@ class Unit:
         return f"{self.layer}:{self.index}"
 
 
-def parse_unit(name: str, layers: dict[str, int] | None = None) -> Unit:
-    """Parse ``"conv2:17"``; with ``layers`` ({name: n_units}) also check the layer and range."""
+def parse_unit(name: str, layers: dict[str, int] | None = None, names: dict[str, list[str]] | None = None) -> Unit:
+    """Parse ``"conv2:17"``; with ``layers`` ({name: n_units}) also check the layer and range; with ``names``
+    ({layer: [unit names]}, a model's named units such as musicnn's tags) also ``"tags:female vocalists"``."""
+    layer, sep, idx = str(name).strip().partition(":")
+    layer, idx = layer.strip(), idx.strip()
+    if names and layer in names and idx in names[layer]:
+        idx = str(names[layer].index(idx))
     try:
-        layer, idx = str(name).strip().split(":")
-        unit = Unit(layer.strip(), int(idx))
+        if not sep:
+            raise ValueError
+        unit = Unit(layer, int(idx))
     except ValueError:
-        raise ParameterError(f"unit name {name!r} is not of the form 'layer:index', e.g. 'conv2:17'") from None
+        hint = f" or '{layer}:<name>' with a name of {', '.join(names[layer][:5])}..." \
+            if names and layer in names else ""
+        raise ParameterError(f"unit name {name!r} is not of the form 'layer:index', e.g. 'conv2:17'{hint}") \
+            from None
     if layers is not None:
         if unit.layer not in layers:
             raise ParameterError(f"unit {name!r}: no layer {unit.layer!r}; layers are {', '.join(layers)}")
@@ -41,6 +50,8 @@ def parse_unit(name: str, layers: dict[str, int] | None = None) -> Unit:
 
 def layer_sizes(model) -> dict[str, int]:
     """{layer name: number of units} in forward order, for every layer audiovis records."""
+    if hasattr(model, "layer_sizes"):                 # a network on a pretrained front end says it itself
+        return model.layer_sizes()
     out = {}
     for name in model.conv_names:
         out[name] = model.cfg.channels[model.conv_names.index(name)]

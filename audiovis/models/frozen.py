@@ -1,0 +1,120 @@
+"""What a frozen pretrained network computes for every window of a workspace, computed once and cached.
+
+``features/<name>.npy`` [shape=(n_windows, d), float32] holds one row per window of the feature store (in its
+order), written block by block into ``features/<name>.partial.npy`` (a killed run resumes at the first block
+not yet written) and renamed into place when complete; ``features/<name>.json`` records the feature settings and
+the window count it was computed for, so a cache of another featurization is recomputed, not reused.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..features import FeatureStore
+from ..workspace import Workspace, save_json
+
+BLOCK = 256                                   # windows per block (and per saved step)
+
+
+def _key(store: FeatureStore, extra: dict) -> dict:
+    return {"feature": store.cfg.to_dict(), "n_windows": int(len(store.windows)),
+            "n_frames": int(store.offsets[-1]), **extra}
+
+
+def cached_windows(ws: Workspace, store: FeatureStore, name: str, fn, dim: int, extra: dict | None = None,
+                   progress: bool = True, batch_size: int = 64) -> np.ndarray:
+    """``fn(x)`` for every window of the store, cached in the workspace.
+
+    Parameters
+    ----------
+    fn : callable
+        (batch, n_mels, frames) float32 dB log-mel tensor -> (batch, dim) tensor; run under ``torch.no_grad``.
+    extra : dict
+        What else the rows depend on (the network's name), stored with the cache and compared.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_windows, dim), float32], memory-mapped.
+    """
+    d = ws.features_dir
+    final, partial, meta = d / f"{name}.npy", d / f"{name}.partial.npy", d / f"{name}.json"
+    key = _key(store, {**(extra or {}), "dim": int(dim)})
+    try:
+        old = json.loads(meta.read_text())
+    except (OSError, ValueError):
+        old = None
+    if old is not None and old.get("key") == key and old.get("complete") and final.exists():
+        return np.load(final, mmap_mode="r")
+    n = len(store.windows)
+    if not (old is not None and old.get("key") == key and partial.exists()):
+        partial.unlink(missing_ok=True)
+        final.unlink(missing_ok=True)
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, dim)).flush()
+        old = {"key": key, "done": 0, "complete": False}
+        save_json(meta, old)
+    out = np.load(partial, mmap_mode="r+")
+    start = int(old.get("done", 0))
+    bar = tqdm(total=n, initial=start, desc=f"{name}: windows", unit="win", disable=not progress)
+    with torch.no_grad():
+        for lo in range(start, n, BLOCK):
+            hi = min(lo + BLOCK, n)
+            for b in range(lo, hi, batch_size):
+                e = min(b + batch_size, hi)
+                out[b:e] = fn(torch.from_numpy(store.batch(np.arange(b, e)))).float().numpy()
+            out.flush()
+            save_json(meta, {"key": key, "done": hi, "complete": False})
+            bar.update(hi - lo)
+    bar.close()
+    del out
+    os.replace(partial, final)
+    save_json(meta, {"key": key, "done": n, "complete": True})
+    return np.load(final, mmap_mode="r")
+
+
+def check_musicnn_features(fcfg, what: str = "musicnn") -> None:
+    """Raise a :class:`~audiovis.errors.ParameterError` unless the features are at musicnn's settings."""
+    from ..errors import ParameterError
+    from .musicnn import HOP_LENGTH, N_FFT, N_MELS, SR
+    want = {"sr": SR, "n_fft": N_FFT, "hop_length": HOP_LENGTH, "n_mels": N_MELS,
+            "fmin": 0.0, "fmax": None}
+    have = {k: getattr(fcfg, k) for k in want}
+    if have != want:
+        raise ParameterError(f"{what} needs the workspace's features at musicnn's settings {want}, but they were "
+                             f"computed with {have}: rerun `audiovis featurize -w WS --force` with the default "
+                             f"front end, or train a from-scratch preset (--preset auto)")
+
+
+def pooled_features(ws: Workspace, store: FeatureStore, model=None, progress: bool = True,
+                    dataset: str = "msd") -> np.ndarray:
+    """The pooled features (max and mean over time, 1506) of the pretrained musicnn tagger for every window of the
+    store, cached in the workspace [shape=(n_windows, 1506)]: what a frozen front end gives the head, and the
+    evaluation's pretrained baseline. ``model``: a MusicnnRegressor whose pretrained layers compute them (its
+    tagger's weights), else the wheel's ``dataset`` tagger."""
+    from .musicnn import from_db, load_musicnn
+    check_musicnn_features(store.cfg)
+    if model is None:
+        net = load_musicnn(dataset)
+
+        def fn(x):
+            return net.trunk(from_db(x))[-1]
+    else:
+        model.eval()
+        fn, dataset = model.pooled, model.dataset
+    return cached_windows(ws, store, f"musicnn_{dataset}_pool", fn, 1506, {"net": f"musicnn:{dataset}"},
+                          progress)
+
+
+def song_means(store: FeatureStore, rows: np.ndarray, songs: np.ndarray | None = None) -> np.ndarray:
+    """Per-song mean of per-window rows [shape=(len(songs), d)] (zeros for a song without windows)."""
+    songs = np.arange(store.n_songs) if songs is None else np.asarray(songs)
+    E = np.zeros((store.n_songs, rows.shape[1]))
+    np.add.at(E, store.windows[:, 0], np.asarray(rows, dtype=np.float64))
+    counts = np.bincount(store.windows[:, 0], minlength=store.n_songs)
+    return (E / np.maximum(counts, 1)[:, None])[songs]
+
+
+__all__ = ["cached_windows", "song_means"]

@@ -1,0 +1,119 @@
+"""The content model on a pretrained front end: musicnn's layers, then a dense head to the WMF factors.
+
+Input  x [shape=(batch, 96, frames)]: the workspace's log-mel in dB at musicnn's settings (the default front end:
+16 kHz, n_fft 512, hop 256, 96 slaney bins, 3 s = 187 frames); :func:`~audiovis.models.musicnn.from_db` maps it
+to musicnn's ``log10(1 + 10000 power)``.
+musicnn (:class:`~audiovis.models.musicnn.Musicnn`, the wheel's trained weights): ``timbral``, ``temporal``,
+``cnn1``-``cnn3`` [shape=(batch, units, frames)], the pooled features (max and mean over time, 1506), the tagger's
+own ``penultimate`` (200) and ``tags`` (50 tag probabilities, named units ``tags:rock``).
+head   the pooled features standardised on the training windows -> ``dense1`` (512, ReLU, dropout) -> ``output``
+(the factors, standardised on the training songs as :class:`~audiovis.model.AudioCNN` does).
+
+Every layer is a named child whose output is its activation, as in :class:`~audiovis.model.AudioCNN`, so the
+index, dreams, auralisation, listeners, dictionary and counterfactuals use it unchanged. ``frozen`` (the config):
+training fits only the head, on the pooled features cached once per window (:mod:`audiovis.models.frozen`).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .musicnn import TAGS, Musicnn, check_dataset, from_db, pretrained_state
+
+POOLED = 1506
+
+
+class DenseBlock(nn.Module):
+    """Linear + ReLU, as :class:`audiovis.model.DenseBlock` (the layer ``dense1``'s output is its activation)."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out)
+
+    def forward(self, x):
+        return F.relu(self.linear(x))
+
+
+class MusicnnRegressor(Musicnn):
+    def __init__(self, cfg, pretrained_weights: bool = True):
+        """``cfg``: an :class:`audiovis.model.ModelConfig` with ``arch='musicnn'``."""
+        dataset = check_dataset(cfg.pretrained or "msd")
+        super().__init__(n_tags=len(TAGS[dataset]), n_mels=cfg.n_mels)
+        if pretrained_weights:
+            self.load_state_dict(pretrained_state(dataset), strict=False)
+        self.cfg, self.dataset = cfg, dataset
+        self.tag_names = TAGS[dataset]
+        self.register_buffer("in_mean", torch.zeros(cfg.n_mels, 1))     # dB statistics (dreams' plausible range)
+        self.register_buffer("in_std", torch.ones(cfg.n_mels, 1))
+        self.register_buffer("feat_mean", torch.zeros(POOLED))            # the head's input standardisation
+        self.register_buffer("feat_std", torch.ones(POOLED))
+        self.register_buffer("out_mean", torch.zeros(cfg.n_factors))
+        self.register_buffer("out_std", torch.ones(cfg.n_factors))
+        self.conv_names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3"]
+        self.dense_names = []
+        d_in = POOLED
+        for i, d in enumerate(cfg.dense, start=1):
+            self.add_module(f"dense{i}", DenseBlock(d_in, d))
+            self.dense_names.append(f"dense{i}")
+            d_in = d
+        self.drop = nn.Dropout(cfg.dropout)
+        self.output = nn.Linear(d_in, cfg.n_factors)
+        if cfg.frozen:
+            self.freeze()
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        return [self.input_bn, self.timbral, self.temporal, self.cnn1, self.cnn2, self.cnn3, self.penultimate,
+                self.tags]
+
+    def freeze(self) -> None:
+        """The pretrained layers keep their weights and batch-norm statistics (see :meth:`train`)."""
+        for m in self.pretrained_modules():
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.cfg.frozen:                      # frozen layers stay in inference mode (batch norm, dropout)
+            for m in self.pretrained_modules():
+                m.eval()
+        return self
+
+    def layer_sizes(self) -> dict[str, int]:
+        """{layer: units} in forward order (the layers audiovis records)."""
+        t = self.timbral.conv74.out_channels * 2
+        s = len(self.temporal.lengths) * self.temporal.convs[0].out_channels
+        m = self.cnn1.conv.out_channels
+        out = {"timbral": t, "temporal": s, "cnn1": m, "cnn2": m, "cnn3": m,
+               "penultimate": self.penultimate.dense.out_features, "tags": len(self.tag_names)}
+        out.update({n: getattr(self, n).linear.out_features for n in self.dense_names})
+        out["output"] = self.cfg.n_factors
+        return out
+
+    def unit_note(self, layer: str, index: int) -> str | None:
+        if layer == "tags" and 0 <= index < len(self.tag_names):
+            return f"musicnn {self.dataset.upper()} tag '{self.tag_names[index]}'"
+        return None
+
+    def pooled(self, x_db: torch.Tensor) -> torch.Tensor:
+        """The frozen part's output for the head: (batch, n_mels, frames) dB -> (batch, 1506)."""
+        return self.trunk(from_db(x_db))[-1]
+
+    def head(self, pooled: torch.Tensor, hidden: bool = False) -> torch.Tensor:
+        """Pooled features -> raw factors (``hidden``: the last dense layer's activation instead)."""
+        h = (pooled - self.feat_mean) / self.feat_std
+        for name in self.dense_names:
+            h = getattr(self, name)(h)
+            if hidden and name == self.dense_names[-1]:
+                return h
+            h = self.drop(h)
+        y = self.output(h) * self.out_std + self.out_mean
+        return F.normalize(y, dim=-1) if self.cfg.normalize_output else y
+
+    def forward(self, x):                        # (B, n_mels, T) dB -> (B, n_factors)
+        p = self.pooled(x)
+        self.tags(self.penultimate(p))           # recorded by hooks (the tagger's own layers); cheap
+        return self.head(p)
+
+    def frame_stride(self, layer: str) -> int:
+        return 1
