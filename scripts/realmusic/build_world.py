@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build the real-music development world: game music from Debian packages plus synthetic listeners.
 
-Not part of CI: it downloads about 1.9 GB of .deb files. Everything it fetches or renders is cached (by default
-in ~/.cache/audiovis-realmusic), so a second run only recomputes the tables. See scripts/realmusic/README.md.
+Not part of CI: it downloads about 5.3 GB of .deb files (51 packages). Everything it fetches or renders is cached
+(by default in ~/.cache/audiovis-realmusic), so a second run only recomputes the tables.
+See scripts/realmusic/README.md.
 
     python scripts/realmusic/build_world.py --out ~/.cache/audiovis-realmusic/world [--seed 0] \\
         [--min-duration 30] [--users 2000]
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -55,6 +57,20 @@ PACKAGES = {
     "openclonk-data": "oc", "boswars-data": "bw", "trigger-rally-data": "tr", "endless-sky-data": "es",
     "scorched3d-data": "s3d", "frozen-bubble-data": "fb", "pingus-data": "pg", "armagetronad-common": "at",
     "chromium-bsu-data": "cb", "0ad-data-common": "0ad",
+    # added for issue 29 (only these may be added; others are reserved for held-out checks)
+    "naev-data": "nv", "freedroidrpg-data": "fdr", "freeorion-data": "fo", "0ad-data": "0a",
+    "redeclipse-data": "re", "flare-game": "fl", "warmux-data": "wx", "openarena-data": "oa", "lugaru-data": "lg",
+    "btanks-data": "bt", "ri-li-data": "rl", "bomberclone-data": "bc", "powermanga-data": "pm",
+    "noiz2sa-data": "nz", "mu-cade-data": "mc", "torus-trooper-data": "tt", "tumiki-fighters-data": "tf",
+    "titanion-data": "ti", "gunroar-data": "gr", "parsec47-data": "pa", "rrootage-data": "rr",
+    "opencity-data": "ocy", "pinball-data": "pb", "tecnoballz-data": "tb", "kobodeluxe-data": "kd",
+    "lbreakout2-data": "lb", "holotz-castle-data": "hc", "berusky-data": "br", "freedroid-data": "fdc",
+    "solarwolf": "sw", "ceferino-data": "ce", "cataclysm-dda-data": "cdda", "toppler": "tp",
+}
+# zip archives inside a .deb whose audio members are extracted too, into the archive's folder (as the game's
+# virtual file system sees them: 0ad's mods/public/public.zip holds mods/public/audio/...); the zip is then deleted
+ARCHIVES = {
+    "0ad-data": ["./usr/share/games/0ad/mods/public/public.zip"],
 }
 AUDIO_EXT = (".ogg", ".oga", ".wav", ".flac", ".opus", ".mp3")
 MODULE_EXT = (".it", ".s3m", ".xm", ".mod")
@@ -65,7 +81,8 @@ EXTRACT_VERSION = 1                                      # bump when EXTRACT_EXT
 
 # MUSIC RULE. A file is music when
 #  (a) a folder on its path has "music" in its name (case-insensitive: music/, Music.ocg/, Musics/), or
-#  (b) a package-specific rule below names it (music that lives outside such folders), except
+#  (b) a package-specific rule in EXTRA_MUSIC names it (music that lives outside such folders),
+#  and NOT_MUSIC does not name it (ambience or a second mix of a song that sits in a music folder), except
 #  (c) SuperTuxKart: only files named by a .music descriptor's file= (this covers data/music/ and the four track
 #      folders with their own music); the fast-filename= variants (the same tune sped up for the last lap) are
 #      excluded as near-duplicates.
@@ -73,6 +90,29 @@ EXTRACT_VERSION = 1                                      # bump when EXTRACT_EXT
 EXTRA_MUSIC = {
     "frozen-bubble-data": re.compile(r"/snd/[^/]*zik[^/]*\.ogg$"),        # frozen-mainzik-1p/-2p, introzik
     "freedink-data": re.compile(r"/dink/Sound/[^/]*\.(ogg|mid)$"),     # Dink's music (its effects are .wav)
+    # issue 29 packages (what else is in those folders: scripts/realmusic/README.md, "The music rule")
+    "btanks-data": re.compile(r"/data/tunes/[^/]*\.ogg$"),             # tunes/ (effects in sounds/)
+    "freedroid-data": re.compile(r"/sound/([^/]*\.mod|Paradroid\.ogg)$"),  # the 8 modules + title tune (fx: .wav)
+    "freeorion-data": re.compile(r"/data/sound/artificial_intelligence_v3\.ogg$"),  # its one music track
+    "lugaru-data": re.compile(r"/Sounds/Music[^/]*\.ogg$"),           # Music1Grass/Snow/Desert, Music2, Music3
+    "noiz2sa-data": re.compile(r"/sounds/stg[^/]*\.ogg$"),            # stage music (effects are .wav)
+    "parsec47-data": re.compile(r"/sounds/ptn[^/]*\.ogg$"),           # ptn0-3 (effects are .wav)
+    "rrootage-data": re.compile(r"/sounds/stg_[^/]*\.ogg$"),          # stg_a/b/c (effects are .wav)
+    "tumiki-fighters-data": re.compile(r"/sounds/[^/]*\.ogg$"),       # the six named songs (effects are .wav)
+    "powermanga-data": re.compile(r"/sound/handheld_console/music_[^/]*\.ogg$"),   # music_menu/game/congratulations
+    "pinball-data": re.compile(r"/pinball/[^/]+/[^/]*\.ogg$"),        # table music (effects are .wav)
+    "redeclipse-data": re.compile(r"/data/sounds/(theme|original|theme_chip)\.ogg$"   # title themes
+                                  r"|/data/maps/tonatiuh\.ogg$"),     # the one map with its own mapmusic
+    "ri-li-data": re.compile(r"/Sounds/[^/]*\.(xm|mod)$"),            # jeu1, jeu2, menu (not language.It)
+    "toppler": re.compile(r"/toppler/toppler\.ogg$"),                 # its one music file
+    "holotz-castle-data": re.compile(r"/sound/HC(MainTitle|Credits)\.wav$"),  # not the _Fast/_Slow/_UltraSlow copies
+}
+# files a rule above would take that are not songs: ambience in a music folder, a remaster of another file there
+NOT_MUSIC = {
+    "flare-game": re.compile(r"/music/wind_ambient\.ogg$"),           # a wind loop, not music
+    "warmux-data": re.compile(r"/Olivier_Militon\.-\.Apnee2\.ogg$"),   # another mix of Apnee.ogg (corr. 0.96)
+    "freedroidrpg-data": re.compile(r"/music/TechBattle\.ogg$"),      # another mix of AmbientBattle.ogg (corr. 0.8)
+    "tecnoballz-data": re.compile(r"/musics/area1-game2\.mod$"),      # area1-game.mod with other samples
 }
 
 LISTENER = dict(
@@ -128,11 +168,14 @@ def extract(pkg: str, deb: Path, xdir: Path) -> None:
     dest = xdir / pkg
     marker = dest / ".extracted.json"
     want = {"deb": deb.name, "ext": list(EXTRACT_EXT), "version": EXTRACT_VERSION}
+    if pkg in ARCHIVES:
+        want["archives"] = ARCHIVES[pkg]
     if marker.exists() and json.loads(marker.read_text()) == want:
         return
     log(f"extract: {deb.name}")
     listing = deb_tar(deb, ["-t"]).splitlines()
-    members = [m for m in listing if m.lower().endswith(EXTRACT_EXT)]
+    archives = [m for m in listing if m in ARCHIVES.get(pkg, [])]
+    members = [m for m in listing if m.lower().endswith(EXTRACT_EXT)] + archives
     dest.mkdir(parents=True, exist_ok=True)
     if members:
         with tempfile.NamedTemporaryFile("w", delete=False, suffix=".lst") as f:
@@ -141,6 +184,14 @@ def extract(pkg: str, deb: Path, xdir: Path) -> None:
             deb_tar(deb, ["-x", "-C", str(dest), "--verbatim-files-from", "-T", f.name])
         finally:
             os.unlink(f.name)
+    for a in archives:                                   # audio members of a zip, into the zip's folder
+        z = dest / a
+        log(f"extract: {a} (zip)")
+        with zipfile.ZipFile(z) as zf:
+            for m in zf.namelist():
+                if m.lower().endswith(EXTRACT_EXT) and ".." not in m.split("/"):
+                    zf.extract(m, z.parent)
+        z.unlink()
     marker.write_text(json.dumps(want))
 
 
@@ -170,6 +221,9 @@ def music_files(pkg: str, root: Path) -> tuple[list[Path], int, list[str]]:
         rel = "/" + p.relative_to(root).as_posix()
         folders = rel.split("/")[1:-1]
         if any("music" in d.lower() for d in folders) or (pkg in EXTRA_MUSIC and EXTRA_MUSIC[pkg].search(rel)):
+            if pkg in NOT_MUSIC and NOT_MUSIC[pkg].search(rel):
+                notes.append(f"not music (NOT_MUSIC): {rel[1:]}")
+                continue
             out.append(p)
     return out, len(files), notes
 
@@ -310,7 +364,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the listeners (default: 0)")
     ap.add_argument("--min-duration", type=float, default=30.0, help="shortest music file kept (s; default: 30)")
     ap.add_argument("--users", type=int, default=LISTENER["n_users"], help="synthetic listeners (default: 2000)")
-    ap.add_argument("--packages", nargs="+", default=list(PACKAGES), help="Debian packages (default: all 18)")
+    ap.add_argument("--packages", nargs="+", default=list(PACKAGES), help="Debian packages (default: all 51)")
     ap.add_argument("--skip-render", action="store_true",
                     help="leave out tracker modules and MIDI files (no openmpt123/fluidsynth needed)")
     ap.add_argument("--jobs", type=int, default=2, help="processes computing descriptors (default: 2)")
