@@ -82,3 +82,39 @@ def song_means(model: nn.Module, store, layer: str, batch_size: int = 256) -> np
         np.add.at(E, store.windows[w, 0], A)
         np.add.at(counts, store.windows[w, 0], 1)
     return E / np.maximum(counts, 1)[:, None]
+
+
+def reduce_windows(model, acts: dict[str, torch.Tensor], layers: dict[str, int], hop_s: float,
+                   window_frames: int):
+    """The one reduction from recorded layer outputs to per-window unit activations (the catalogue's index,
+    cold-start queries and added songs all use it).
+
+    Parameters
+    ----------
+    acts : dict of torch.Tensor
+        Each layer's output, [shape=(b, C, T)] for conv layers, [shape=(b, U)] for dense and output layers.
+    window_frames : int
+        Frames per window (the dense layers' peak is placed at the window's centre).
+
+    Returns
+    -------
+    A, peak : np.ndarray [shape=(b, n_units)]
+        As :func:`window_activations`; ``output`` units are the factors themselves (de-standardised), not the
+        model's standardised outputs.
+    """
+    cols, peaks = [], []
+    centre = window_frames * hop_s / 2
+    for name in layers:
+        a = acts[name].float()
+        if name == "output" and hasattr(model, "out_std"):   # the factors themselves, not their standardised form
+            a = a * model.out_std + model.out_mean
+        if a.ndim == 3:                                   # (b, C, T)
+            v, i = a.max(dim=-1)
+            # the CNN knows its strides; another model's time steps are taken to tile the window evenly
+            stride = model.frame_stride(name) if hasattr(model, "frame_stride") else window_frames / a.shape[-1]
+            cols.append(v)
+            peaks.append((i.float() * stride + stride / 2) * hop_s)
+        else:                                             # (b, U)
+            cols.append(a)
+            peaks.append(torch.full_like(a, centre))
+    return torch.cat(cols, 1).cpu().numpy(), torch.cat(peaks, 1).cpu().numpy()

@@ -121,9 +121,14 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
     if getattr(model.cfg, "arch", "dieleman") == "musicnn" and model.cfg.frozen and pooled is not None \
             and model.dataset == "msd":                # the frozen layers' output is cached: run the head only
         import torch
+
+        from .models.regressor import window_stats
         song_of = store.windows[:, 0]
+        sel = np.flatnonzero(np.isin(song_of, te))
         with torch.no_grad():
-            pw = model.head(torch.from_numpy(np.asarray(pooled[np.isin(song_of, te)], dtype=np.float32)))
+            feats = torch.cat([torch.from_numpy(np.asarray(pooled[sel], dtype=np.float32)),
+                               window_stats(torch.from_numpy(store.batch(sel)))], dim=1)
+            pw = model.head(feats)
         pred = _song_mean_rows(song_of[np.isin(song_of, te)], te, pw.numpy())
     else:
         pred = predict_songs(model, store, te)

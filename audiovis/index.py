@@ -6,7 +6,8 @@ so a unit's playlist is k different songs, as in Dieleman's playlists. Memory is
 batch; per-window activations stream to ``index/acts.npy`` [shape=(n_windows, n_units), float16] on disk.
 
 This module is the one path from recorded layer outputs to the index: :func:`reduce_windows` (window to unit
-activations: the build, cold-start queries and added songs), :func:`reduce_batch` (each song's best and least
+activations: the build, cold-start queries and added songs; in :mod:`audiovis.activations`), :func:`reduce_batch`
+(each song's best and least
 window, running sums), :func:`merge_states` (the Ray engine's combine), :func:`unit_statistics` and
 :func:`merge_unit_data` (songs added later, :mod:`audiovis.append`).
 """
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .activations import Recorder
+from .activations import Recorder, reduce_windows
 from .config import IndexConfig
 from .errors import ParameterError
 from .features import FeatureStore
@@ -45,42 +46,6 @@ def window_activations(model, x: torch.Tensor, layers: dict[str, int], hop_s: fl
     """
     acts, _ = Recorder(model, list(layers)).record(x)
     return reduce_windows(model, acts, layers, hop_s, x.shape[-1])
-
-
-def reduce_windows(model, acts: dict[str, torch.Tensor], layers: dict[str, int], hop_s: float,
-                   window_frames: int):
-    """The one reduction from recorded layer outputs to per-window unit activations (the catalogue's index,
-    cold-start queries and added songs all use it).
-
-    Parameters
-    ----------
-    acts : dict of torch.Tensor
-        Each layer's output, [shape=(b, C, T)] for conv layers, [shape=(b, U)] for dense and output layers.
-    window_frames : int
-        Frames per window (the dense layers' peak is placed at the window's centre).
-
-    Returns
-    -------
-    A, peak : np.ndarray [shape=(b, n_units)]
-        As :func:`window_activations`; ``output`` units are the factors themselves (de-standardised), not the
-        model's standardised outputs.
-    """
-    cols, peaks = [], []
-    centre = window_frames * hop_s / 2
-    for name in layers:
-        a = acts[name].float()
-        if name == "output" and hasattr(model, "out_std"):   # the factors themselves, not their standardised form
-            a = a * model.out_std + model.out_mean
-        if a.ndim == 3:                                   # (b, C, T)
-            v, i = a.max(dim=-1)
-            # the CNN knows its strides; another model's time steps are taken to tile the window evenly
-            stride = model.frame_stride(name) if hasattr(model, "frame_stride") else window_frames / a.shape[-1]
-            cols.append(v)
-            peaks.append((i.float() * stride + stride / 2) * hop_s)
-        else:                                             # (b, U)
-            cols.append(a)
-            peaks.append(torch.full_like(a, centre))
-    return torch.cat(cols, 1).cpu().numpy(), torch.cat(peaks, 1).cpu().numpy()
 
 
 def merge_topk(best_v, best_w, best_p, v, w, p, k, largest: bool):
@@ -280,6 +245,8 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         from .train import load_model
         cnn, _ = load_model(ws)
         source, layers = None, layer_sizes(cnn)
+        if getattr(cnn.cfg, "arch", "") == "musicnn" and cnn.cfg.frozen and len(cnn.dense_names) == 1:
+            source = _FrozenWindows(ws, store, cnn, layers, progress)   # the frozen layers' units are cached
     U = sum(layers.values())
     K = list(layers.values())[-1]                          # the last layer: factors (CNN) or the model's output
     nW = len(store.windows)
@@ -339,6 +306,35 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         write_unit_notes(ws.index_dir / "unit_notes.json", cnn if hasattr(cnn, "unit_note") else _NoNotes(),
                          layers)
     return write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path, model=trained)
+
+
+class _FrozenWindows:
+    """The index's view of a content model on a frozen pretrained front end: the front end's units come from the
+    cache written when the head was trained (:func:`audiovis.models.frozen.trunk_cache`: the same reduction, run
+    once), and only the head runs here."""
+
+    def __init__(self, ws: Workspace, store: FeatureStore, model, layers: dict[str, int], progress: bool):
+        from .models.frozen import POOLED, TRUNK_LAYERS, trunk_cache
+        self.store, self.model = store, model
+        self.rows = trunk_cache(ws, store, model.dataset, progress)
+        self.n_trunk = sum(layers[k] for k in TRUNK_LAYERS)
+        if list(layers)[:len(TRUNK_LAYERS)] != list(TRUNK_LAYERS) or \
+                self.rows.shape[1] != POOLED + 2 * self.n_trunk:
+            raise ParameterError("the frozen front end's cache does not fit the model's layers")
+        self.pooled = POOLED
+        self.centre = store.cfg.window_frames * store.cfg.hop_length / store.cfg.sr / 2
+
+    @torch.no_grad()
+    def activations(self, widx: np.ndarray):
+        from .models.regressor import window_stats
+        r = np.asarray(self.rows[widx], dtype=np.float32)
+        p, A_t, P_t = np.split(r, [self.pooled, self.pooled + self.n_trunk], axis=1)
+        feats = torch.cat([torch.from_numpy(p), window_stats(torch.from_numpy(self.store.batch(widx)))], dim=1)
+        hidden = self.model.head(feats, hidden=True).numpy()
+        out = self.model.head(feats).numpy()
+        A = np.concatenate([A_t, hidden, out], axis=1)
+        P = np.concatenate([P_t, np.full((len(widx), hidden.shape[1] + out.shape[1]), self.centre, np.float32)], 1)
+        return A, P, np.ones(len(widx), bool)
 
 
 class _NoNotes:

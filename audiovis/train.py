@@ -266,7 +266,9 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
             buf.copy_(v)
         if mcfg.arch == "musicnn":                          # fine-tuning: the head's input statistics
             from .models.frozen import pooled_features
-            P = np.asarray(pooled_features(ws, store, model, progress=progress))[np.isin(store.windows[:, 0], tr)]
+            from .models.headfit import store_window_stats
+            P = np.hstack([np.asarray(pooled_features(ws, store, model.dataset, progress=progress)),
+                           store_window_stats(store)])[np.isin(store.windows[:, 0], tr)]
             model.feat_mean.copy_(torch.from_numpy(P.mean(0)))
             model.feat_std.copy_(torch.from_numpy(P.std(0) + 1e-4))
         model.to(device)
@@ -429,7 +431,7 @@ def _train_head(ws, cfg, mcfg, store, fac, tr, va, stats, preset, train_audio_s,
     model = build_model(mcfg).eval()
     for buf, v in zip((model.in_mean, model.in_std), stats[:2]):
         buf.copy_(v)
-    pooled = pooled_features(ws, store, model, progress=progress)
+    pooled = pooled_features(ws, store, model.dataset, progress=progress)
     t1 = time.time()
     va_played = (ws.play_matrix().tocsc()[:, va] > 0).toarray() if cfg.early_stop == "valid_auc" else None
     res = fit_head(model, pooled, store, fac["song_factors"], tr, va, cfg, va_played, fac["user_factors"],

@@ -88,24 +88,41 @@ def check_musicnn_features(fcfg, what: str = "musicnn") -> None:
                              f"front end, or train a from-scratch preset (--preset auto)")
 
 
-def pooled_features(ws: Workspace, store: FeatureStore, model=None, progress: bool = True,
-                    dataset: str = "msd") -> np.ndarray:
-    """The pooled features (max and mean over time, 1506) of the pretrained musicnn tagger for every window of the
-    store, cached in the workspace [shape=(n_windows, 1506)]: what a frozen front end gives the head, and the
-    evaluation's pretrained baseline. ``model``: a MusicnnRegressor whose pretrained layers compute them (its
-    tagger's weights), else the wheel's ``dataset`` tagger."""
-    from .musicnn import from_db, load_musicnn
-    check_musicnn_features(store.cfg)
-    if model is None:
-        net = load_musicnn(dataset)
+POOLED = 1506
+TRUNK_LAYERS = ("timbral", "temporal", "cnn1", "cnn2", "cnn3", "penultimate", "tags")
 
-        def fn(x):
-            return net.trunk(from_db(x))[-1]
-    else:
-        model.eval()
-        fn, dataset = model.pooled, model.dataset
-    return cached_windows(ws, store, f"musicnn_{dataset}_pool", fn, 1506, {"net": f"musicnn:{dataset}"},
-                          progress)
+
+def trunk_rows(net, x_db: torch.Tensor, hop_s: float) -> torch.Tensor:
+    """One row per window of what a frozen musicnn gives: its pooled features (1506), then each unit's window
+    activation and peak time (seconds from the window start) for :data:`TRUNK_LAYERS`, through the index's one
+    reduction (:func:`audiovis.activations.reduce_windows`) -> [shape=(batch, 1506 + 2 * units)]."""
+    from ..activations import reduce_windows
+    from .musicnn import from_db
+    f = net.features(from_db(x_db))
+    acts = {k: f[k] for k in TRUNK_LAYERS}
+    A, P = reduce_windows(None, acts, {k: acts[k].shape[1] for k in TRUNK_LAYERS}, hop_s, x_db.shape[-1])
+    return torch.cat([f["pool"], torch.from_numpy(A), torch.from_numpy(P)], dim=1)
+
+
+def trunk_cache(ws: Workspace, store: FeatureStore, dataset: str = "msd", progress: bool = True) -> np.ndarray:
+    """:func:`trunk_rows` of the wheel's ``dataset`` tagger for every window of the store, computed once and cached
+    [shape=(n_windows, 1506 + 2 * units)]: the frozen front end's input to a head (training, evaluation's
+    pretrained baseline) and its units' index entries (the index of a frozen model runs only the head)."""
+    from .musicnn import load_musicnn
+    check_musicnn_features(store.cfg)
+    net = load_musicnn(dataset)
+    hop_s = store.cfg.hop_length / store.cfg.sr
+    with torch.no_grad():
+        sizes = {k: v.shape[1] for k, v in net.features(torch.zeros(1, store.cfg.n_mels, 32)).items()}
+    units = sum(sizes[k] for k in TRUNK_LAYERS)
+    return cached_windows(ws, store, f"musicnn_{dataset}", lambda x: trunk_rows(net, x, hop_s),
+                          POOLED + 2 * units, {"net": f"musicnn:{dataset}", "rows": "pool+A+P"}, progress)
+
+
+def pooled_features(ws: Workspace, store: FeatureStore, dataset: str = "msd", progress: bool = True) -> np.ndarray:
+    """The pooled features (max and mean over time, 1506) of the wheel's ``dataset`` musicnn tagger for every
+    window [shape=(n_windows, 1506)] (a view of :func:`trunk_cache`)."""
+    return trunk_cache(ws, store, dataset, progress)[:, :POOLED]
 
 
 def song_means(store: FeatureStore, rows: np.ndarray, songs: np.ndarray | None = None) -> np.ndarray:

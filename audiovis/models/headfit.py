@@ -31,7 +31,8 @@ def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va
     Parameters
     ----------
     model : MusicnnRegressor (frozen front end)
-    pooled : np.ndarray [shape=(n_windows, 1506)]   one row per window of ``store``
+    pooled : np.ndarray [shape=(n_windows, 1506)]   one row per window of ``store`` (the window statistics are
+        computed here from the store: cheap)
     Y : np.ndarray [shape=(n_songs, n_factors)];  tr, va : song indices
 
     Returns
@@ -42,7 +43,7 @@ def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va
     rng = np.random.default_rng(cfg.seed)
     song = store.windows[:, 0]
     wtr = np.flatnonzero(np.isin(song, tr))
-    P = np.asarray(pooled, dtype=np.float32)
+    P = np.hstack([np.asarray(pooled, dtype=np.float32), store_window_stats(store)])
     mu, sd = P[wtr].mean(0), P[wtr].std(0) + 1e-4
     with torch.no_grad():
         model.feat_mean.copy_(torch.from_numpy(mu))
@@ -106,6 +107,16 @@ def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va
         lam = refit_head_output(model, X, store, Y, tr, va)
     return {"history": history, "best_epoch": best_epoch, "windows_per_s": seen / max(time.time() - t0, 1e-9),
             "readout_lambda": lam}
+
+
+@torch.no_grad()
+def store_window_stats(store, batch: int = 512) -> np.ndarray:
+    """:func:`~audiovis.models.regressor.window_stats` of every window of the store [shape=(n_windows, 4 n_mels)]."""
+    from .regressor import window_stats
+    n = len(store.windows)
+    out = [window_stats(torch.from_numpy(store.batch(np.arange(i, min(i + batch, n))))).numpy()
+           for i in range(0, n, batch)]
+    return np.concatenate(out) if out else np.zeros((0, 4 * store.cfg.n_mels), np.float32)
 
 
 @torch.no_grad()

@@ -6,8 +6,10 @@ to musicnn's ``log10(1 + 10000 power)``.
 musicnn (:class:`~audiovis.models.musicnn.Musicnn`, the wheel's trained weights): ``timbral``, ``temporal``,
 ``cnn1``-``cnn3`` [shape=(batch, units, frames)], the pooled features (max and mean over time, 1506), the tagger's
 own ``penultimate`` (200) and ``tags`` (50 tag probabilities, named units ``tags:rock``).
-head   the pooled features standardised on the training windows -> ``dense1`` (512, ReLU, dropout) -> ``output``
-(the factors, standardised on the training songs as :class:`~audiovis.model.AudioCNN` does).
+head   the pooled features and the window's log-mel statistics (:func:`window_stats`: per mel band the mean, std,
+mean absolute frame-to-frame change and 90th percentile, which carry loudness, brightness and onset density that
+the tagger's features leave out), standardised on the training windows -> ``dense1`` (512, ReLU, dropout) ->
+``output`` (the factors, standardised on the training songs as :class:`~audiovis.model.AudioCNN` does).
 
 Every layer is a named child whose output is its activation, as in :class:`~audiovis.model.AudioCNN`, so the
 index, dreams, auralisation, listeners, dictionary and counterfactuals use it unchanged. ``frozen`` (the config):
@@ -22,6 +24,14 @@ import torch.nn.functional as F
 from .musicnn import TAGS, Musicnn, check_dataset, from_db, pretrained_state
 
 POOLED = 1506
+
+
+def window_stats(x_db: torch.Tensor) -> torch.Tensor:
+    """Per mel band over a window's frames: mean, std, mean absolute change and 90th percentile of the dB log-mel
+    [shape=(batch, n_mels, frames)] -> [shape=(batch, 4 * n_mels)] (``evaluate.logmel_stats`` for one window)."""
+    x = x_db.float()
+    d = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(-1)
+    return torch.cat([x.mean(-1), x.std(-1, unbiased=False), d, torch.quantile(x, 0.9, dim=-1)], dim=1)
 
 
 class DenseBlock(nn.Module):
@@ -46,13 +56,14 @@ class MusicnnRegressor(Musicnn):
         self.tag_names = TAGS[dataset]
         self.register_buffer("in_mean", torch.zeros(cfg.n_mels, 1))     # dB statistics (dreams' plausible range)
         self.register_buffer("in_std", torch.ones(cfg.n_mels, 1))
-        self.register_buffer("feat_mean", torch.zeros(POOLED))            # the head's input standardisation
-        self.register_buffer("feat_std", torch.ones(POOLED))
+        self.head_in = POOLED + 4 * cfg.n_mels
+        self.register_buffer("feat_mean", torch.zeros(self.head_in))      # the head's input standardisation
+        self.register_buffer("feat_std", torch.ones(self.head_in))
         self.register_buffer("out_mean", torch.zeros(cfg.n_factors))
         self.register_buffer("out_std", torch.ones(cfg.n_factors))
         self.conv_names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3"]
         self.dense_names = []
-        d_in = POOLED
+        d_in = self.head_in
         for i, d in enumerate(cfg.dense, start=1):
             self.add_module(f"dense{i}", DenseBlock(d_in, d))
             self.dense_names.append(f"dense{i}")
@@ -99,9 +110,10 @@ class MusicnnRegressor(Musicnn):
         """The frozen part's output for the head: (batch, n_mels, frames) dB -> (batch, 1506)."""
         return self.trunk(from_db(x_db))[-1]
 
-    def head(self, pooled: torch.Tensor, hidden: bool = False) -> torch.Tensor:
-        """Pooled features -> raw factors (``hidden``: the last dense layer's activation instead)."""
-        h = (pooled - self.feat_mean) / self.feat_std
+    def head(self, feats: torch.Tensor, hidden: bool = False) -> torch.Tensor:
+        """The head's input (pooled features and window statistics, concatenated) -> raw factors (``hidden``: the
+        last dense layer's activation instead)."""
+        h = (feats - self.feat_mean) / self.feat_std
         for name in self.dense_names:
             h = getattr(self, name)(h)
             if hidden and name == self.dense_names[-1]:
@@ -113,7 +125,7 @@ class MusicnnRegressor(Musicnn):
     def forward(self, x):                        # (B, n_mels, T) dB -> (B, n_factors)
         p = self.pooled(x)
         self.tags(self.penultimate(p))           # recorded by hooks (the tagger's own layers); cheap
-        return self.head(p)
+        return self.head(torch.cat([p, window_stats(x)], dim=1))
 
     def frame_stride(self, layer: str) -> int:
         return 1
