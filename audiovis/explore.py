@@ -26,7 +26,7 @@ from .errors import ParameterError, WorkspaceError
 from .explain import load_explanations
 from .index import UnitIndex
 from .labels import clip_labels, concept_at, load_dissection, text_matches
-from .pictures import render_clip, render_song
+from .pictures import render_clip, render_song, render_taggram
 from .units import Unit, parse_unit
 from .workspace import Workspace
 
@@ -432,6 +432,26 @@ class Explorer:
                     curves.append((f"{layer}:{i}", t, v, float(d["vmax"][lo + i])))
         return {"song_idx": song_idx, "song_id": sid, "S": S, "duration": dur, "units": units, "curves": curves,
                 "labels": self.labels.get(sid, {}), "segments": self._segments.get(sid, []), "problem": None}
+
+    def taggram(self, song_idx: int, layer: str = "tags") -> dict | None:
+        """A tagger's tags over a song (the index's per-window activations of its named ``layer``), or None when
+        the model has no such layer.
+
+        Returns
+        -------
+        dict with T [shape=(n_windows, n_tags)], starts (s) [shape=(n_windows,)], names, window_s
+        """
+        names = self.index.unit_names.get(layer)
+        if names is None or layer not in self.index.layers or self.song_problem(song_idx) is not None:
+            return None
+        lo = self.index.column(f"{layer}:0")
+        T = self.index.song_activations(int(song_idx))[:, lo:lo + len(names)]
+        starts = self.store.windows[self.store.song_windows(int(song_idx)), 1] * self.hop_s
+        return {"T": T, "starts": starts, "names": names, "window_s": self.cfg.window_frames * self.hop_s}
+
+    def taggram_picture(self, tg: dict) -> bytes:
+        """PNG of a :meth:`taggram` (:func:`audiovis.pictures.render_taggram`)."""
+        return render_taggram(tg["T"], tg["starts"], tg["window_s"], tg["names"])
 
     def song_problem(self, song_idx: int) -> str | None:
         """Why a song has no activations (it failed featurize, or is shorter than a window), else None."""

@@ -294,6 +294,35 @@ def render_song(S: np.ndarray, hop_s: float, curves: list[tuple[str, np.ndarray,
     return figure_png(fig)
 
 
+def render_taggram(T: np.ndarray, starts: np.ndarray, window_s: float, names: list[str], width: float = 11.0,
+                   dpi: int = 80, max_tags: int = 20) -> bytes:
+    """A taggram (Pons & Serra's picture of a tagger over a song): tag probability per window, tags as rows
+    (the ``max_tags`` with the highest mean, most likely on top), time along x, as a PNG with a colour bar.
+
+    Parameters
+    ----------
+    T : np.ndarray [shape=(n_windows, n_tags)]   probabilities in [0, 1]
+    starts : np.ndarray [shape=(n_windows,)]     each window's start (s)
+    """
+    order = np.argsort(-T.mean(0), kind="stable")[:max_tags] if T.size else np.zeros(0, int)
+    rows = len(order)
+    h = 0.8 + 0.15 * max(rows, 1)
+    fig = new_figure(width, h, dpi)
+    ax = fig.add_axes((0.15, 0.55 / h, 0.78, (0.15 * max(rows, 1)) / h))
+    end = float(starts[-1] + window_s) if len(starts) else window_s
+    im = ax.imshow(T[:, order].T, aspect="auto", cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest",
+                   extent=(float(starts[0]) if len(starts) else 0.0, end, rows - 0.5, -0.5))
+    ax.set_yticks(range(rows))
+    ax.set_yticklabels([names[i] for i in order], fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("time (s)", fontsize=8, labelpad=1)
+    cax = fig.add_axes((0.945, 0.55 / h, 0.012, (0.15 * max(rows, 1)) / h))
+    cb = fig.colorbar(im, cax=cax)
+    cb.ax.tick_params(labelsize=6)
+    cb.set_label("tag probability", fontsize=7)
+    return figure_png(fig)
+
+
 def render_timelines(tracks: list[tuple[str, np.ndarray, np.ndarray]], duration_s: float, width: float = 9.0,
                      dpi: int = 110, xlabel: str = "time (s)") -> bytes:
     """One filled activation-over-time strip per track (name, times, values), sharing the time axis, as a PNG

@@ -123,3 +123,16 @@ def test_a_front_end_that_is_not_musicnns_is_refused(built_ws, tmp_path):
               progress=False)
     with pytest.raises(ParameterError, match="musicnn needs the workspace's features at musicnn's settings"):
         train(ws, TrainConfig(preset="musicnn", epochs=1), force=True, progress=False)
+
+
+def test_fine_tuning_changes_the_pretrained_layers(built_ws, tmp_path):
+    from audiovis.config import TrainConfig
+    from audiovis.train import load_model, train
+    ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
+    out = train(ws, TrainConfig(preset="musicnn-tune", epochs=1, steps_per_epoch=2, batch_size=4, num_threads=1),
+                force=True, progress=False)
+    model, _ = load_model(ws)
+    assert out["preset"] == "musicnn-tune" and not model.cfg.frozen
+    ref = load_musicnn("msd").state_dict()
+    assert not torch.equal(model.state_dict()["timbral.conv74.weight"], ref["timbral.conv74.weight"])
+    assert model.feat_std.abs().sum() > 0 and torch.isfinite(model.feat_mean).all()

@@ -309,6 +309,17 @@ def _song_view(ws_path: str, song_idx: int, layer: str, n_units: int, stamp: str
     return ex.song_picture(v), v["units"], v["labels"], v["segments"]
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _taggram(ws_path: str, song_idx: int, stamp: str) -> tuple[bytes, list] | None:
+    ex = get_explorer(ws_path)
+    tg = ex.taggram(song_idx)
+    if tg is None:
+        return None
+    mean = tg["T"].mean(0)
+    top = [(tg["names"][i], float(mean[i])) for i in mean.argsort()[::-1][:5]]
+    return ex.taggram_picture(tg), top
+
+
 def song_ui(ws_path: str) -> dict:
     """A song's spectrogram with the activations of its most active units over time, and playback."""
     ss = st.session_state
@@ -341,6 +352,13 @@ def song_ui(ws_path: str) -> dict:
     data, mime = encoded_clip(ws_path, song_idx, 0.0, min(ex.song_duration(song_idx), 600.0))
     clip_player(data, mime)
     st.image(png, width="stretch")
+    tg = _taggram(ws_path, song_idx, stamp)
+    if tg is not None:
+        png_tg, top = tg
+        st.markdown("**Taggram**: the pretrained tagger's tags over the song, one column per "
+                    f"{ex.cfg.window_s:g} s window (most likely tags on top). Most likely here: "
+                    + ", ".join(f"`{n}` ({p:.2f})" for n, p in top))
+        st.image(png_tg, width="stretch")
     st.markdown(f"Most active {layer} units in this song (peak in std above the unit's mean):")
     cols = st.columns(min(len(units), 5) or 1)
     for i, (u, z) in enumerate(units):
