@@ -525,8 +525,9 @@ def write_unit_notes(path, adapter, layers: dict[str, int]) -> None:
     index/unit_names.json: the names of units a model names ({layer: [name per unit]}, musicnn's tags).
     ``adapter``: a :class:`ModelAdapter`, or any model with ``unit_note`` (and optionally ``unit_names``)."""
     from .workspace import save_json
+    note = getattr(adapter, "unit_note", None)
     notes = {f"{name}:{i}": n for name, m in layers.items() for i in range(m)
-             if (n := adapter.unit_note(name, i)) is not None}
+             if note is not None and (n := note(name, i)) is not None}
     save_json(path, notes)
     names_of = getattr(adapter, "unit_names", None)
     names = {name: list(v) for name, m in layers.items()

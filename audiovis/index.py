@@ -246,7 +246,8 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         cnn, _ = load_model(ws)
         source, layers = None, layer_sizes(cnn)
         if getattr(cnn.cfg, "arch", "") == "musicnn" and cnn.cfg.frozen and len(cnn.dense_names) == 1:
-            source = _FrozenWindows(ws, store, cnn, layers, progress)   # the frozen layers' units are cached
+            from .models.frozen import FrozenWindows
+            source = FrozenWindows(ws, store, cnn, layers, progress)    # the frozen layers' units are cached
     U = sum(layers.values())
     K = list(layers.values())[-1]                          # the last layer: factors (CNN) or the model's output
     nW = len(store.windows)
@@ -303,43 +304,8 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         source.finish(layers)
     else:                                                  # what the content model says its units are (tags)
         from .adapters import write_unit_notes
-        write_unit_notes(ws.index_dir / "unit_notes.json", cnn if hasattr(cnn, "unit_note") else _NoNotes(),
-                         layers)
+        write_unit_notes(ws.index_dir / "unit_notes.json", cnn, layers)
     return write_index(ws, cfg, st, layers, nW, song_pred, partial_acts, state_path, model=trained)
-
-
-class _FrozenWindows:
-    """The index's view of a content model on a frozen pretrained front end: the front end's units come from the
-    cache written when the head was trained (:func:`audiovis.models.frozen.trunk_cache`: the same reduction, run
-    once), and only the head runs here."""
-
-    def __init__(self, ws: Workspace, store: FeatureStore, model, layers: dict[str, int], progress: bool):
-        from .models.frozen import POOLED, TRUNK_LAYERS, trunk_cache
-        self.store, self.model = store, model
-        self.rows = trunk_cache(ws, store, model.dataset, progress)
-        self.n_trunk = sum(layers[k] for k in TRUNK_LAYERS)
-        if list(layers)[:len(TRUNK_LAYERS)] != list(TRUNK_LAYERS) or \
-                self.rows.shape[1] != POOLED + 2 * self.n_trunk:
-            raise ParameterError("the frozen front end's cache does not fit the model's layers")
-        self.pooled = POOLED
-        self.centre = store.cfg.window_frames * store.cfg.hop_length / store.cfg.sr / 2
-
-    @torch.no_grad()
-    def activations(self, widx: np.ndarray):
-        from .models.regressor import window_stats
-        r = np.asarray(self.rows[widx], dtype=np.float32)
-        p, A_t, P_t = np.split(r, [self.pooled, self.pooled + self.n_trunk], axis=1)
-        feats = torch.cat([torch.from_numpy(p), window_stats(torch.from_numpy(self.store.batch(widx)))], dim=1)
-        hidden = self.model.head(feats, hidden=True).numpy()
-        out = self.model.head(feats).numpy()
-        A = np.concatenate([A_t, hidden, out], axis=1)
-        P = np.concatenate([P_t, np.full((len(widx), hidden.shape[1] + out.shape[1]), self.centre, np.float32)], 1)
-        return A, P, np.ones(len(widx), bool)
-
-
-class _NoNotes:
-    def unit_note(self, layer, index):
-        return None
 
 
 class _AdapterWindows:

@@ -3,7 +3,8 @@
 
 For a workspace whose features are at musicnn's settings (the default front end), caches every window's pooled
 musicnn features (MSD and MTT taggers) and compares, on the cold-start protocol's split (AUC of the held-out
-songs): ridge on song means of several layers, and a trained head (per-window MLP, then the ridge song readout).
+songs): ridge on song means of several layers, and a trained head (experiments/head_variants.py: per-window MLP,
+then the ridge song readout).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python experiments/pretrained_study.py -w WS [--seeds 0 1]
 """
@@ -14,12 +15,13 @@ import json
 
 import numpy as np
 import torch
+from head_variants import head  # experiments/ is the script's folder, on sys.path
 
 from audiovis.evaluate import cold_start_split, logmel_stats, mfcc_stats, stats_ridge
 from audiovis.factors import load_factors
 from audiovis.features import FeatureStore
 from audiovis.metrics import cold_start_metrics
-from audiovis.models.frozen import cached_windows, song_means
+from audiovis.models.frozen import cached_windows, pooled_features, song_means
 from audiovis.models.musicnn import from_db, load_musicnn
 from audiovis.readout import ridge_fit_predict
 from audiovis.workspace import Workspace
@@ -27,42 +29,10 @@ from audiovis.workspace import Workspace
 
 def pooled(ws, store, dataset):
     net = load_musicnn(dataset)
+    if dataset == "msd":                               # the package's own cache (what training and index use)
+        return pooled_features(ws, store, dataset), net
     return cached_windows(ws, store, f"musicnn_{dataset}_pool", lambda x: net.trunk(from_db(x))[-1], 1506,
                           {"net": f"musicnn:{dataset}"}), net
-
-
-def head_readout(Xw, store, Y, tr, va, te, seed, hidden=512, epochs=40, dropout=0.5, lr=1e-3, wd=1e-2):
-    """Per-window MLP (standardised input -> hidden ReLU -> factors), early stop on validation song MSE, then the
-    ridge song readout on the song-mean hidden activations."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    song = store.windows[:, 0]
-    wtr = np.flatnonzero(np.isin(song, tr))
-    mu, sd = Xw[wtr].mean(0), Xw[wtr].std(0) + 1e-6
-    X = torch.from_numpy(((Xw - mu) / sd).astype(np.float32))
-    ym, ys = Y[tr].mean(0), Y[tr].std(0) + 1e-6
-    T = torch.from_numpy(((Y - ym) / ys).astype(np.float32))
-    net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(),
-                              torch.nn.Dropout(dropout), torch.nn.Linear(hidden, Y.shape[1]))
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
-    best, best_state = np.inf, None
-    for _ in range(epochs):
-        net.train()
-        for b in np.array_split(rng.permutation(wtr), max(1, len(wtr) // 128)):
-            loss = ((net(X[b]) - T[song[b]]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            H = net[:3](X).numpy()
-        E = song_means(store, H)
-        P = song_means(store, net[3:](torch.from_numpy(H.astype(np.float32))).detach().numpy())
-        v = float(((P[va] - T[va].numpy()) ** 2).mean())
-        if v < best:
-            best, best_E = v, E
-    pred, _ = ridge_fit_predict(best_E[tr], Y[tr], best_E[va], Y[va], best_E[te])
-    return pred
 
 
 def main():
@@ -94,7 +64,7 @@ def main():
     Sm = song_means(store, Xm)
     score("ridge msd pool (1506)", ridge_fit_predict(Sm[tr], Y[tr], Sm[va], Y[va], Sm[te])[0])
     with torch.no_grad():
-        pen = net.penultimate(torch.from_numpy(np.asarray(Xm))).numpy()
+        pen = net.penultimate(torch.from_numpy(np.array(Xm))).numpy()
         tags = net.tags(torch.from_numpy(pen)).numpy()
     Sp, St = song_means(store, pen), song_means(store, tags)
     score("ridge msd penultimate (200)", ridge_fit_predict(Sp[tr], Y[tr], Sp[va], Y[va], Sp[te])[0])
@@ -102,7 +72,7 @@ def main():
     S2 = np.hstack([Sm, Sp])
     score("ridge msd pool+pen", ridge_fit_predict(S2[tr], Y[tr], S2[va], Y[va], S2[te])[0])
     for seed in a.seeds:
-        score(f"head msd pool seed {seed}", head_readout(np.asarray(Xm), store, Y, tr, va, te, seed))
+        score(f"head msd pool seed {seed}", head(np.asarray(Xm), store, Y, tr, va, te, seed))
     if a.mtt:
         Xt, _ = pooled(ws, store, "mtt")
         St2 = song_means(store, Xt)
@@ -111,7 +81,7 @@ def main():
         score("ridge msd+mtt pool", ridge_fit_predict(S3[tr], Y[tr], S3[va], Y[va], S3[te])[0])
         Xb = np.hstack([np.asarray(Xm), np.asarray(Xt)])
         for seed in a.seeds:
-            score(f"head msd+mtt pool seed {seed}", head_readout(Xb, store, Y, tr, va, te, seed))
+            score(f"head msd+mtt pool seed {seed}", head(Xb, store, Y, tr, va, te, seed))
     print(json.dumps(res))
 
 

@@ -98,14 +98,15 @@ def test_evaluation_has_the_pretrained_row_and_the_cached_path_is_the_model(musi
 
 def test_index_of_a_frozen_model_equals_running_the_whole_network(musicnn_ws):
     from audiovis.features import FeatureStore
-    from audiovis.index import _FrozenWindows, window_activations
+    from audiovis.index import window_activations
+    from audiovis.models.frozen import FrozenWindows
     from audiovis.train import load_model
     ws, _ = musicnn_ws
     model, _ = load_model(ws)
     store = FeatureStore(ws)
     layers = layer_sizes(model)
     widx = np.arange(min(12, len(store.windows)))
-    A, P, kept = _FrozenWindows(ws, store, model, layers, False).activations(widx)
+    A, P, kept = FrozenWindows(ws, store, model, layers, False).activations(widx)
     A2, P2 = window_activations(model, torch.from_numpy(store.batch(widx)), layers,
                                 store.cfg.hop_length / store.cfg.sr)
     assert kept.all()

@@ -125,6 +125,35 @@ def pooled_features(ws: Workspace, store: FeatureStore, dataset: str = "msd", pr
     return trunk_cache(ws, store, dataset, progress)[:, :POOLED]
 
 
+class FrozenWindows:
+    """The index's view of a content model on a frozen pretrained front end: the front end's units come from the
+    cache written when the head was trained (:func:`audiovis.models.frozen.trunk_cache`: the same reduction, run
+    once), and only the head runs here."""
+
+    def __init__(self, ws: Workspace, store: FeatureStore, model, layers: dict[str, int], progress: bool = True):
+        self.store, self.model = store, model
+        self.rows = trunk_cache(ws, store, model.dataset, progress)
+        self.n_trunk = sum(layers[k] for k in TRUNK_LAYERS)
+        if list(layers)[:len(TRUNK_LAYERS)] != list(TRUNK_LAYERS) or \
+                self.rows.shape[1] != POOLED + 2 * self.n_trunk:
+            from ..errors import ParameterError
+            raise ParameterError("the frozen front end's cache does not fit the model's layers")
+        self.pooled = POOLED
+        self.centre = store.cfg.window_frames * store.cfg.hop_length / store.cfg.sr / 2
+
+    @torch.no_grad()
+    def activations(self, widx: np.ndarray):
+        from .regressor import window_stats
+        r = np.asarray(self.rows[widx], dtype=np.float32)
+        p, A_t, P_t = np.split(r, [self.pooled, self.pooled + self.n_trunk], axis=1)
+        feats = torch.cat([torch.from_numpy(p), window_stats(torch.from_numpy(self.store.batch(widx)))], dim=1)
+        hidden = self.model.head(feats, hidden=True).numpy()
+        out = self.model.head(feats).numpy()
+        A = np.concatenate([A_t, hidden, out], axis=1)
+        P = np.concatenate([P_t, np.full((len(widx), hidden.shape[1] + out.shape[1]), self.centre, np.float32)], 1)
+        return A, P, np.ones(len(widx), bool)
+
+
 def song_means(store: FeatureStore, rows: np.ndarray, songs: np.ndarray | None = None) -> np.ndarray:
     """Per-song mean of per-window rows [shape=(len(songs), d)] (zeros for a song without windows)."""
     songs = np.arange(store.n_songs) if songs is None else np.asarray(songs)
