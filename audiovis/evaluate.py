@@ -191,9 +191,16 @@ def markdown_table(results: dict) -> str:
     for key, v in results["models"].items():
         lines.append(f"| {NAMES.get(key, key)} | {v['auc']:.4f} | {v['map']:.4f} | {100 * v['gap_share']:.1f}% |")
     lines.append("")
+    if results.get("preset"):
+        lines.insert(1, f"Content model: preset `{results['preset']}`.")
     if "cnn_share_of_oracle" in results:
-        lines.append(f"CNN share / oracle share: {100 * results['cnn_share_of_oracle']:.1f}%; "
-                     f"CNN AUC minus MFCC AUC: {results['cnn_minus_mfcc_auc']:+.4f}.")
+        lines.append(f"Content model share / oracle share: {100 * results['cnn_share_of_oracle']:.1f}%; "
+                     f"content model AUC minus MFCC AUC: {results['cnn_minus_mfcc_auc']:+.4f}.")
     if "cnn_minus_logmel_stats_auc" in results:        # absent from evaluations written before this baseline
-        lines.append(f"CNN AUC minus log-mel statistics AUC: {results['cnn_minus_logmel_stats_auc']:+.4f}.")
+        lines.append(f"Content model AUC minus log-mel statistics AUC: {results['cnn_minus_logmel_stats_auc']:+.4f}.")
+    if "cnn_minus_pretrained_ridge_auc" in results:
+        lines.append(f"Content model AUC minus pretrained-tagger ridge AUC: "
+                     f"{results['cnn_minus_pretrained_ridge_auc']:+.4f}.")
+    elif results.get("pretrained_ridge_missing"):
+        lines.append(f"No pretrained-tagger row: {results['pretrained_ridge_missing']}")
     return "\n".join(lines) + "\n"

@@ -51,7 +51,9 @@ def test_embed_catalogue_file_matches_index(ws):
     from audiovis.train import predict_songs
     np.testing.assert_allclose(emb.factors, predict_songs(eng.model, idx.store, np.array([4]))[0], atol=1e-4)
     np.testing.assert_allclose(emb.factors, emb.window_factors.mean(0), atol=1e-6)
-    np.testing.assert_allclose(emb.window_starts, np.arange(len(emb.window_starts)) * 129 * 512 / 22050)
+    c = idx.store.cfg
+    np.testing.assert_allclose(emb.window_starts, np.arange(len(emb.window_starts)) * c.window_frames * c.hop_length
+                               / c.sr)
 
 
 def test_embed_outputs(ws, new_songs, tmp_path):

@@ -82,19 +82,23 @@ def test_markdown_table_reads_evaluations_without_the_logmel_row():
 def test_evaluation_outputs(built_ws):
     ws = built_ws[0]
     res = json.loads((ws / "evaluation.json").read_text())
-    assert set(res["models"]) == {"random", "mfcc_linear", "logmel_stats_ridge", "cnn", "audible_oracle",
-                                  "popularity", "upper_bound"}
+    assert set(res["models"]) == {"random", "mfcc_linear", "logmel_stats_ridge", "pretrained_ridge", "cnn",
+                                  "audible_oracle", "popularity", "upper_bound"}
     assert list(res["models"]).index("logmel_stats_ridge") == list(res["models"]).index("mfcc_linear") + 1
+    assert list(res["models"]).index("pretrained_ridge") == list(res["models"]).index("logmel_stats_ridge") + 1
+    assert np.isclose(res["cnn_minus_pretrained_ridge_auc"],
+                      res["models"]["cnn"]["auc"] - res["models"]["pretrained_ridge"]["auc"])
     assert res["models"]["upper_bound"]["gap_share"] == 1.0
     row = res["models"]["logmel_stats_ridge"]
     assert {"auc", "map", "users", "lambda", "gap_share"} <= set(row)
     assert np.isclose(res["cnn_minus_logmel_stats_auc"], res["models"]["cnn"]["auc"] - row["auc"])
     md = (ws / "evaluation.md").read_text()
-    assert "| CNN (audiovis) |" in md and "share of random-to-upper-bound AUC gap" in md
+    assert "| content model (audiovis) |" in md and "share of random-to-upper-bound AUC gap" in md
+    assert "Content model AUC minus pretrained-tagger ridge AUC:" in md
     lines = md.splitlines()
     mfcc = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {NAMES['mfcc_linear']} |"))
     assert lines[mfcc + 1].startswith(f"| {NAMES['logmel_stats_ridge']} | {row['auc']:.4f} |")
-    assert "CNN AUC minus log-mel statistics AUC:" in md
+    assert "Content model AUC minus log-mel statistics AUC:" in md
     # the tiny corpus's kinds (low tone, high tone, noise) differ in their bands: the baseline beats random
     assert row["auc"] > res["models"]["random"]["auc"] + 0.1
     # the tiny corpus is easy: the upper bound must be well above random

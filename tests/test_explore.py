@@ -70,7 +70,7 @@ def test_heatmap_and_song_view(ex):
     assert hm.z.shape == (ex.layers["conv1"], len(hm.columns)) and len(hm.columns) >= 2
     assert all("=" in c for c in hm.columns)
     sv = ex.song_view(0, "conv2", n_units=3)
-    assert len(sv["curves"]) == 3 and sv["S"].shape[0] == 128
+    assert len(sv["curves"]) == 3 and sv["S"].shape[0] == ex.store.cfg.n_mels
     assert ex.song_picture(sv)[:4] == b"\x89PNG"
     with pytest.raises(ParameterError, match="song index 9999 out of range"):
         ex.song_view(9999, "conv2")

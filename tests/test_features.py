@@ -28,12 +28,13 @@ def test_store_layout(built_ws, corpus):
     ws = Workspace(built_ws[0])
     store = FeatureStore(ws)
     cfg = FeatureConfig()
-    assert store.logmel.dtype == np.float16 and store.logmel.shape[1] == 128
+    assert store.logmel.dtype == np.float16 and store.logmel.shape[1] == cfg.n_mels == 96
     assert store.n_songs == len(corpus["kinds"])
-    # 7 s songs -> 302 frames -> 2 windows of 129 frames each
-    assert store.n_frames(0) == 1 + 7 * 22050 // 512
+    # 7 s songs at 16 kHz, hop 256 -> 438 frames -> 2 windows of 187 frames each (musicnn's patches)
+    assert cfg.window_frames == 187
+    assert store.n_frames(0) == 1 + 7 * 16000 // 256
     assert len(store.windows) == 2 * store.n_songs
-    assert store.window(3).shape == (128, cfg.window_frames)
+    assert store.window(3).shape == (96, cfg.window_frames)
     np.testing.assert_array_equal(store.song_windows(1), [2, 3])
 
 
@@ -136,7 +137,8 @@ def test_truncated_file_is_kept_with_a_warning_in_the_report(corpus, tmp_path):
                 f"'{victim.resolve()}': decoded 4.0 s of 7.0 s (file truncated?); kept the decoded part")
     assert ws.report("featurize") == [expected]
     idx = ws.song_index("song000")
-    assert FeatureStore(ws).n_frames(idx) == 1 + 4 * 22050 // 512           # the decoded part, featurized
+    c = FeatureStore(ws).cfg
+    assert FeatureStore(ws).n_frames(idx) == 1 + 4 * c.sr // c.hop_length   # the decoded part, featurized
     assert {r["song_id"]: r["status"] for r in ws.songs()}["song000"] == "ok"
     # a resumed run reuses the cached song and still reports the warning
     ws.clear_done("featurize")

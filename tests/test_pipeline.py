@@ -17,7 +17,7 @@ def test_cli_runs_every_stage_then_reuses(corpus, tmp_path, capsys):
             "--epochs", "3", "--jobs", "2", "-k", "5"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "| CNN (audiovis) |" in out
+    assert "| content model (audiovis) |" in out
     w = Workspace(ws)
     for stage in ("ingest", "factorize", "featurize", "train", "evaluate", "index"):
         assert w.get_meta(f"done:{stage}") is not None, stage

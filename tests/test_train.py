@@ -12,7 +12,7 @@ def test_checkpoint_stores_config_and_history(built_ws):
     ws = Workspace(built_ws[0])
     model, extra = load_model(ws)
     assert extra["train"]["preset"] == "auto" and extra["summary"]["preset"] == "small"   # a few minutes of audio
-    assert extra["feature"]["n_mels"] == 128
+    assert extra["feature"]["n_mels"] == 96
     assert len(extra["history"]) >= 1 and not model.training
     obj = torch.load(ws.model_path, weights_only=True)
     assert obj["config"]["n_factors"] == 8

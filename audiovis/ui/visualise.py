@@ -40,9 +40,25 @@ def _filters_data(ws_path: str, mtime: float):
     return figure_png(plot_filters(W, [f"conv1:{i}" for i in range(len(W))])), W, resp
 
 
+@st.cache_data(show_spinner="Drawing the filters...", max_entries=8)
+def _timbral_data(ws_path: str, mtime: float) -> list[bytes]:
+    from ..visualise.filters import plot_filters, timbral_filters
+    return [figure_png(plot_filters(W, units, cols=24, title=f"musicnn timbral filters, {W.shape[1]} mel bins (up) x "
+                                                             f"{W.shape[2]} frames (across)"))
+            for W, units in timbral_filters(get_model(ws_path))]
+
+
 def _filters_section(ws_path: str):
     from ..visualise.filters import plot_response
     ws = _ws(ws_path)
+    if not hasattr(get_model(ws_path), "conv1"):          # a content model on musicnn's pretrained front end
+        st.caption("The first layer is the pretrained musicnn tagger's: 408 timbral filters (7 frames x 38 or 67 "
+                   "mel bins) that slide along frequency, so each has a shape rather than a frequency, and 153 "
+                   "temporal filters (128, 64 or 32 frames x 1 bin). Red excites, blue inhibits; the units are "
+                   "`timbral:0`... in the unit view.")
+        for png in _timbral_data(ws_path, ws.model_path.stat().st_mtime):
+            st.image(png, width="stretch")
+        return
     png, W, resp = _filters_data(ws_path, ws.model_path.stat().st_mtime)
     st.caption(f"conv1 weights: {W.shape[0]} filters, each {W.shape[1]} mel bins (up) x {W.shape[2]} frames "
                "(across); red excites, blue inhibits.")

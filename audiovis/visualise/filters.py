@@ -15,7 +15,11 @@ from ..pictures import new_figure
 
 def conv1_filters(model, effective: bool = False) -> np.ndarray:
     """conv1 weights [shape=(C, n_mels, kernel)]; ``effective``: as applied to dB input (standardisation and
-    batch-norm scale folded in)."""
+    batch-norm scale folded in). A model on musicnn's front end has no conv1: :func:`timbral_filters`."""
+    if not hasattr(model, "conv1"):
+        raise ParameterError("this model's first layer is musicnn's pretrained front end, not a conv1 over all mel "
+                             "bins: its timbral filters slide along frequency (audiovis.visualise.filters."
+                             "timbral_filters; the page's Visualise view draws them)")
     block = model.conv1
     W = block.conv.weight.detach().float().clone()                          # (C, n_mels, kernel)
     if effective:
@@ -24,6 +28,18 @@ def conv1_filters(model, effective: bool = False) -> np.ndarray:
         scale = bn.weight.detach() / torch_sqrt(bn.running_var.detach() + bn.eps)
         W = W * scale[:, None, None]
     return W.numpy()
+
+
+def timbral_filters(model) -> list[tuple[np.ndarray, list[str]]]:
+    """musicnn's timbral filters as (mel x frame) images: [(W [shape=(204, 38, 7)], units), (W [shape=(204, 67,
+    7)], units)], units ``timbral:0``... (each is slid along frequency and max-pooled over it: it has a shape, not a
+    fixed frequency)."""
+    out, o = [], 0
+    for conv in (model.timbral.conv74, model.timbral.conv77):
+        W = conv.weight.detach().float()[:, 0].transpose(1, 2).numpy()          # (C, mel, frames)
+        out.append((W, [f"timbral:{o + i}" for i in range(len(W))]))
+        o += len(W)
+    return out
 
 
 def torch_sqrt(x):
@@ -49,7 +65,8 @@ def frequency_response(W: np.ndarray, sr: int = 22050, fmin: float = 0.0, fmax: 
     return {"hz": hz, "energy": energy, "gain": gain, "peak_hz": hz[np.argmax(gain, axis=1)]}
 
 
-def plot_filters(W: np.ndarray, units: list[str] | None = None, cols: int = 16, sr: int = 22050):
+def plot_filters(W: np.ndarray, units: list[str] | None = None, cols: int = 16, sr: int = 22050,
+                 title: str = "conv1 filters (mel bin up, kernel taps across)"):
     """All filters at a glance: one small (mel x time) image per filter, red positive, blue negative; a
     :class:`~matplotlib.figure.Figure` (:func:`audiovis.pictures.figure_png` / ``save_figure`` write it)."""
     C = W.shape[0]
@@ -64,7 +81,7 @@ def plot_filters(W: np.ndarray, units: list[str] | None = None, cols: int = 16, 
         m = float(np.quantile(np.abs(w), 0.99)) or 1.0
         ax.imshow(w, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
         ax.set_title(units[i] if units else str(i), fontsize=6)
-    fig.suptitle("conv1 filters (mel bin up, kernel taps across)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 
