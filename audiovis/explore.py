@@ -121,7 +121,7 @@ class Explorer:
         return self.index.layers
 
     def parse(self, unit: str | Unit) -> Unit:
-        return unit if isinstance(unit, Unit) else parse_unit(unit, self.index.layers, self.index.unit_names)
+        return unit if isinstance(unit, Unit) else parse_unit(unit, self.index.layers)
 
     def unit_labels(self, unit: str | Unit) -> list[dict]:
         """Dissection labels of a unit, best first (empty without ``dissection.json``)."""

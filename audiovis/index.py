@@ -26,7 +26,7 @@ from .activations import Recorder, reduce_windows
 from .config import IndexConfig
 from .errors import ParameterError
 from .features import FeatureStore
-from .units import Unit, layer_sizes, parse_unit
+from .units import Layers, Unit, layer_sizes, parse_unit
 from .workspace import Workspace, save_json, save_npy, save_npz
 
 N_BINS = 32
@@ -417,14 +417,14 @@ class UnitIndex:
         self.ws = ws
         d = ws.index_dir
         meta = json.loads((d / "layers.json").read_text())
-        self.layers: dict[str, int] = meta["layers"]
+        from .adapters import read_unit_names
+        self.unit_names = read_unit_names(d)                 # named units (musicnn's tags:rock)
+        self.layers: dict[str, int] = Layers(meta["layers"], names=self.unit_names)
         self.k = meta["k"]
         with np.load(d / "units.npz") as z:
             self.data = {k: z[k] for k in z.files}
         self.acts = np.load(d / "acts.npy", mmap_mode="r")
-        self.model_layers, self.model_data = dict(self.layers), self.data
-        from .adapters import read_unit_names
-        self.unit_names = read_unit_names(d)                 # named units (musicnn's tags:rock)
+        self.model_layers, self.model_data = Layers(self.layers, names=self.unit_names), self.data
         self.dictionaries, self.stale_dictionaries = {}, {}
         if dictionaries and (d / self.DICT_DIR).is_dir():
             self._add_dictionaries(d / self.DICT_DIR, int(meta.get("n_windows", len(self.acts))))
@@ -462,8 +462,8 @@ class UnitIndex:
         if not found:
             return
         last, n_last, U = list(self.layers)[-1], list(self.layers.values())[-1], sum(self.layers.values())
-        self.layers = {**{k: v for k, v in self.layers.items() if k != last},      # the last layer stays last
-                       **{name: n for name, n, *_ in found}, last: n_last}
+        self.layers = Layers({**{k: v for k, v in self.layers.items() if k != last},   # the last layer stays last
+                              **{name: n for name, n, *_ in found}, last: n_last}, names=self.unit_names)
         self.dictionaries = {name: sub for name, *_rest, sub in found}
         main = self.acts[:n_windows]
         self.acts = self.StackedColumns([main[:, :U - n_last]] + [a for _n, _k, _d, a, _s in found]
@@ -476,7 +476,7 @@ class UnitIndex:
         return layer in self.dictionaries
 
     def column(self, unit: str | Unit) -> int:
-        u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers, self.unit_names)
+        u = unit if isinstance(unit, Unit) else parse_unit(unit, self.layers)
         return self.offset[u.layer] + u.index
 
     def units(self, layer: str | None = None) -> list[str]:

@@ -14,6 +14,15 @@ def dictionary_base(layer: str) -> str | None:
     return layer[:-len(DICT_SUFFIX)] if layer.endswith(DICT_SUFFIX) and len(layer) > len(DICT_SUFFIX) else None
 
 
+class Layers(dict):
+    """{layer name: number of units} in forward order, and ``names``: {layer: [unit name per unit]} for the layers
+    whose units a model names (musicnn's ``tags``), so that ``"tags:rock"`` parses wherever the layers go."""
+
+    def __init__(self, *args, names: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.names = {k: list(v) for k, v in (names or {}).items()}
+
+
 @dataclass(frozen=True)
 class Unit:
     layer: str
@@ -25,7 +34,9 @@ class Unit:
 
 def parse_unit(name: str, layers: dict[str, int] | None = None, names: dict[str, list[str]] | None = None) -> Unit:
     """Parse ``"conv2:17"``; with ``layers`` ({name: n_units}) also check the layer and range; with ``names``
-    ({layer: [unit names]}, a model's named units such as musicnn's tags) also ``"tags:female vocalists"``."""
+    ({layer: [unit names]}, a model's named units such as musicnn's tags; by default ``layers.names`` when
+    ``layers`` is a :class:`Layers`) also ``"tags:female vocalists"``."""
+    names = names if names is not None else getattr(layers, "names", None)
     layer, sep, idx = str(name).strip().partition(":")
     layer, idx = layer.strip(), idx.strip()
     if names and layer in names and idx in names[layer]:
@@ -51,8 +62,9 @@ def parse_unit(name: str, layers: dict[str, int] | None = None, names: dict[str,
 def layer_sizes(model) -> dict[str, int]:
     """{layer name: number of units} in forward order, for every layer audiovis records."""
     if hasattr(model, "layer_sizes"):                 # a network on a pretrained front end says it itself
-        return model.layer_sizes()
-    out = {}
+        sizes = model.layer_sizes()
+        return Layers(sizes, names={k: v for k in sizes if (v := model.unit_names(k)) is not None})
+    out = Layers()
     for name in model.conv_names:
         out[name] = model.cfg.channels[model.conv_names.index(name)]
     for name in model.dense_names:

@@ -137,3 +137,26 @@ def test_fine_tuning_changes_the_pretrained_layers(built_ws, tmp_path):
     ref = load_musicnn("msd").state_dict()
     assert not torch.equal(model.state_dict()["timbral.conv74.weight"], ref["timbral.conv74.weight"])
     assert model.feat_std.abs().sum() > 0 and torch.isfinite(model.feat_mean).all()
+
+
+@pytest.mark.slow
+def test_the_rest_of_the_pipeline_works_on_it(musicnn_ws, corpus, tmp_path, capsys):
+    """Index, dreams, auralisation, backward queries, counterfactuals, the dictionary and the listeners run on a
+    content model whose front end is musicnn, through the CLI, unchanged."""
+    from audiovis.cli import main
+    from audiovis.index import UnitIndex
+    ws, _ = musicnn_ws
+    w = str(ws.path)
+    assert main(["index", "-w", w, "-k", "3"]) == 0
+    ix = UnitIndex(ws)
+    assert list(ix.layers)[:7] == ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "penultimate", "tags"]
+    assert ix.top("tags:rock", n=2) == ix.top("tags:0", n=2) and len(ix.top("timbral:3", n=2)) == 2
+    sid = ix.top("dense1:0", n=1)[0]["song_id"]
+    assert main(["dream", "-w", w, "tags:rock", "--steps", "4", "--out", str(tmp_path / "d.wav")]) == 0
+    assert main(["auralise", "-w", w, "cnn2:5", sid, "0", "--out", str(tmp_path / "a.wav")]) == 0
+    assert main(["backward", "-w", w, "--factor", "0", "--steps", "4", "--out", str(tmp_path / "b.wav")]) == 0
+    f = next(p for p in corpus["audio_dir"].iterdir() if p.suffix == ".wav")
+    assert main(["recommend", "-w", w, str(f), "--ablate", "cnn3:1", "--json"]) == 0
+    assert main(["dictionary", "-w", w, "--layer", "dense1", "--features", "16", "--epochs", "2"]) == 0
+    assert main(["listeners", "-w", w, "-n", "3"]) == 0
+    capsys.readouterr()

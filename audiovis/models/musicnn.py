@@ -74,6 +74,13 @@ def logmel(y: np.ndarray) -> np.ndarray:
     return from_db(torch.from_numpy(S)).numpy()
 
 
+def batch_match(*ts: torch.Tensor) -> list[torch.Tensor]:
+    """Parallel branches to one batch size: a branch of batch 1 is expanded to the others' (an intervention that
+    replaces one branch's output for many rows, :mod:`audiovis.listeners`, runs the rest on a single window)."""
+    b = max(t.shape[0] for t in ts)
+    return [t.expand(b, *t.shape[1:]) if t.shape[0] == 1 and b > 1 else t for t in ts]
+
+
 def _bn(n: int, d: int = 1) -> nn.Module:
     return (nn.BatchNorm1d if d == 1 else nn.BatchNorm2d)(n, eps=BN_EPS)
 
@@ -184,11 +191,11 @@ class Musicnn(nn.Module):
     def trunk(self, x):
         """x [shape=(batch, n_mels, frames)], musicnn's log scale -> (front, cnn1, cnn2, cnn3, pooled)."""
         z = self.input_bn(x.transpose(1, 2).unsqueeze(1))            # (B, 1, T, n_mels)
-        front = torch.cat([self.timbral(z), self.temporal(z)], dim=1)  # (B, 561, T)
+        front = torch.cat(batch_match(self.timbral(z), self.temporal(z)), dim=1)  # (B, 561, T)
         c1 = self.cnn1(front)
         c2 = self.cnn2(c1)
         c3 = self.cnn3(c2)
-        return front, c1, c2, c3, self.pool(torch.cat([front, c1, c2, c3], dim=1))
+        return front, c1, c2, c3, self.pool(torch.cat(batch_match(front, c1, c2, c3), dim=1))
 
     def forward(self, x):
         return self.tags(self.penultimate(self.trunk(x)[-1]))

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .musicnn import TAGS, Musicnn, check_dataset, from_db, pretrained_state
+from .musicnn import TAGS, Musicnn, batch_match, check_dataset, from_db, pretrained_state
 
 POOLED = 1506
 
@@ -106,6 +106,10 @@ class MusicnnRegressor(Musicnn):
             return f"musicnn {self.dataset.upper()} tag '{self.tag_names[index]}'"
         return None
 
+    def unit_names(self, layer: str) -> list[str] | None:
+        """The tags' names (``tags:rock``), None for the other layers."""
+        return list(self.tag_names) if layer == "tags" else None
+
     def pooled(self, x_db: torch.Tensor) -> torch.Tensor:
         """The frozen part's output for the head: (batch, n_mels, frames) dB -> (batch, 1506)."""
         return self.trunk(from_db(x_db))[-1]
@@ -125,7 +129,7 @@ class MusicnnRegressor(Musicnn):
     def forward(self, x):                        # (B, n_mels, T) dB -> (B, n_factors)
         p = self.pooled(x)
         self.tags(self.penultimate(p))           # recorded by hooks (the tagger's own layers); cheap
-        return self.head(torch.cat([p, window_stats(x)], dim=1))
+        return self.head(torch.cat(batch_match(p, window_stats(x)), dim=1))
 
     def frame_stride(self, layer: str) -> int:
         return 1
