@@ -81,7 +81,7 @@ class FactorConfig(Config):
 class TrainConfig(Config):
     """The content CNN's training (:func:`audiovis.train.train`)."""
 
-    preset: str = setting("auto", "the network: musicnn (the pretrained MSD tagger, frozen, with a trained head), "
+    preset: str = setting("musicnn", "the network: musicnn (the pretrained MSD tagger, frozen, with a trained head), "
                                   "musicnn-tune (the same, every layer fine-tuned), or a CNN trained from scratch: "
                                   "auto (small below 3 h of training audio, wide from 3 h), small, wide, paper",
                           choices=("auto", "small", "wide", "paper", "musicnn", "musicnn-tune"))

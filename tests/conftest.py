@@ -70,7 +70,7 @@ def tiny_configs():
     from audiovis.index import IndexConfig
     from audiovis.train import TrainConfig
     return dict(feature=FeatureConfig(), factors=FactorConfig(factors=8, iterations=10, test_fraction=0.3),
-                training=TrainConfig(epochs=4, steps_per_epoch=8, batch_size=16),
+                training=TrainConfig(preset="auto", epochs=4, steps_per_epoch=8, batch_size=16),   # from scratch
                 index=IndexConfig(k=5, batch_windows=16, checkpoint_every=1))
 
 

@@ -187,7 +187,7 @@ def test_preset_choices_are_the_models_presets():
     from audiovis.config import TrainConfig
     from audiovis.model import PRESETS
     (preset,) = [f for f in fields(TrainConfig) if f.name == "preset"]
-    assert preset.metadata["choices"] == ("auto", *PRESETS) and preset.default == "auto"
+    assert preset.metadata["choices"] == ("auto", *PRESETS) and preset.default == "musicnn"
 
 
 def test_building_the_parser_imports_no_torch():

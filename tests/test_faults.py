@@ -33,7 +33,7 @@ from audiovis.workspace import Workspace
 
 pytestmark = pytest.mark.slow        # each stage run in a subprocess, killed, resumed: ~30 s
 
-TRAIN = TrainConfig(epochs=5, steps_per_epoch=4, batch_size=16, num_threads=1, patience=100)
+TRAIN = TrainConfig(preset="auto", epochs=5, steps_per_epoch=4, batch_size=16, num_threads=1, patience=100)
 INDEX = IndexConfig(k=4, batch_windows=8, checkpoint_every=1)
 
 DRIVER = textwrap.dedent("""

@@ -22,7 +22,9 @@ def test_cli_runs_every_stage_then_reuses(corpus, tmp_path, capsys):
     for stage in ("ingest", "factorize", "featurize", "train", "evaluate", "index"):
         assert w.get_meta(f"done:{stage}") is not None, stage
     ix = UnitIndex(w)
-    assert ix.n_units == sum(ix.layers.values()) and len(ix.top("conv1:0", n=5)) == 5
+    assert ix.n_units == sum(ix.layers.values()) and len(ix.top("timbral:0", n=5)) == 5   # the default: musicnn
+    assert ix.top("tags:female vocalists", n=5) == ix.top("tags:5", n=5)
+    assert w.get_meta("done:train")["summary"]["preset"] == "musicnn"
     mtimes = {p: p.stat().st_mtime_ns for p in ws.rglob("*") if p.is_file() and p.suffix in (".npy", ".npz", ".pt")}
     t0 = time.time()
     assert main(args) == 0

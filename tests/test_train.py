@@ -88,7 +88,7 @@ def test_unreadable_train_state_restarts_from_scratch(built_ws, tmp_path, capsys
         torch.save({**good, "history": _Payload(tmp_path / "pwned")}, state)
     else:
         torch.save([1, 2, 3], state)
-    cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=8, num_threads=1)
+    cfg = TrainConfig(preset="auto", epochs=1, steps_per_epoch=2, batch_size=8, num_threads=1)
     threads = torch.get_num_threads()
     try:
         s = train(ws, cfg, progress=False)
@@ -126,7 +126,8 @@ def test_contrastive_pretraining_and_frozen_conv_layers(built_ws, tmp_path, monk
     ws_dir = tmp_path / "ws"
     shutil.copytree(built_ws[0], ws_dir)
     ws = Workspace(ws_dir)
-    cfg = TrainConfig(epochs=2, steps_per_epoch=4, batch_size=16, pretrain_epochs=3, freeze_conv=True, num_threads=1)
+    cfg = TrainConfig(preset="auto", epochs=2, steps_per_epoch=4, batch_size=16, pretrain_epochs=3, freeze_conv=True,
+                      num_threads=1)
     assert TrainConfig().song_readout
     out = train(ws, cfg, force=True, progress=False)
     losses = out["pretrain_losses"]
@@ -147,8 +148,8 @@ def test_early_stopping_on_the_validation_songs_auc(built_ws, tmp_path):
     from audiovis.metrics import cold_start_metrics
     from audiovis.train import train
     ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
-    out = train(ws, TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, early_stop="valid_auc", num_threads=1,
-                                song_readout=False), force=True, progress=False)
+    out = train(ws, TrainConfig(preset="auto", epochs=3, steps_per_epoch=3, batch_size=16, early_stop="valid_auc",
+                                num_threads=1, song_readout=False), force=True, progress=False)
     hist = torch.load(ws.model_path, weights_only=True)["history"]
     aucs = [h["valid_auc"] for h in hist]
     assert out["best_valid_auc"] == max(aucs) and out["best_epoch"] == int(np.argmax(aucs)) + 1
@@ -178,8 +179,9 @@ def test_song_level_loss_and_song_mse_early_stopping(built_ws, tmp_path):
     _, ym = augment(x, y, TrainConfig(mixup=0.4, gain_db=0, spec_masks=0), np.random.default_rng(1), group=4)
     assert np.allclose(ym.reshape(3, 4, 1), ym.reshape(3, 4, 1)[:, :1])    # one mix per song group
     ws = Workspace(shutil.copytree(built_ws[0], tmp_path / "ws"))
-    out = train(ws, TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, crops_per_song=4, num_threads=1,
-                                early_stop="valid_song_mse", song_readout=False), force=True, progress=False)
+    out = train(ws, TrainConfig(preset="auto", epochs=3, steps_per_epoch=3, batch_size=16, crops_per_song=4,
+                                num_threads=1, early_stop="valid_song_mse", song_readout=False), force=True,
+                progress=False)
     hist = torch.load(ws.model_path, weights_only=True)["history"]
     errs = [h["valid_song_mse"] for h in hist]
     assert out["best_epoch"] == int(np.argmin(errs)) + 1
@@ -198,7 +200,7 @@ def test_weight_average_is_validated_kept_and_resumed(built_ws, tmp_path, monkey
 
     import audiovis.train as T
     from audiovis.config import TrainConfig
-    cfg = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=16, num_threads=1, patience=100, ema=0.9,
+    cfg = TrainConfig(preset="auto", epochs=3, steps_per_epoch=3, batch_size=16, num_threads=1, patience=100, ema=0.9,
                       song_readout=False)
     ref = Workspace(shutil.copytree(built_ws[0], tmp_path / "ref"))
     T.train(ref, cfg, force=True, progress=False)
