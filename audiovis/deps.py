@@ -43,7 +43,8 @@ def torchaudio():
 
 
 def check() -> list[str]:
-    """Load every compiled dependency audiovis uses and run torchaudio's Griffin-Lim once.
+    """Load every compiled dependency audiovis uses, run torchaudio's Griffin-Lim once and read the musicnn
+    wheel's checkpoints (checked against the wheel's sha256 record).
 
     Returns
     -------
@@ -53,7 +54,7 @@ def check() -> list[str]:
     Raises
     ------
     DependencyError
-        On the first dependency that does not load.
+        On the first dependency that does not load (a missing or damaged musicnn wheel: what to install).
     """
     import torch  # first: torchaudio's library links against it
     ta = torchaudio()
@@ -68,4 +69,8 @@ def check() -> list[str]:
             importlib.import_module(mod)
         except Exception as e:
             raise DependencyError(f"{dist} {version(dist)} cannot be imported ({e}): {REPAIR}") from e
-    return [f"{d} {version(d)}" for d in ("torch", "torchaudio", "librosa", "soundfile", "implicit", "streamlit")]
+    from .models.musicnn import CHECKPOINTS, pretrained_state
+    for dataset in CHECKPOINTS:                  # the pretrained taggers' weights: present, intact, readable
+        pretrained_state(dataset)
+    return [f"{d} {version(d)}" for d in ("torch", "torchaudio", "librosa", "soundfile", "implicit", "streamlit",
+                                          "musicnn")]

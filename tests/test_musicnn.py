@@ -108,3 +108,25 @@ def test_wheel_not_installed(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DependencyError, match="the musicnn wheel is not installed"):
         musicnn.wheel_dir()
+
+
+def test_cli_says_what_to_install_without_a_traceback(monkeypatch, capsys, tmp_path, corpus):
+    """`audiovis check` (run at install) and the stages that need the weights exit 2 with one line naming the
+    missing or damaged wheel file and the install command."""
+    import importlib.util
+
+    from audiovis.cli import main
+    monkeypatch.setattr(musicnn, "_CACHE", {})
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "the musicnn wheel is not installed" in err and "pip install --no-deps" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    folder = _fake_wheel(tmp_path, monkeypatch)
+    (folder / ".data-00000-of-00001").write_bytes(b"\0" * 100)
+    assert main(["run", "-w", str(tmp_path / "ws"), "--audio", str(corpus["audio_dir"]), "--model", "musicnn",
+                 "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "MSD_musicnn/.data-00000-of-00001' is damaged" in err and "pip install --no-deps" in err
+    assert "Traceback" not in err
