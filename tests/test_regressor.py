@@ -160,3 +160,32 @@ def test_the_rest_of_the_pipeline_works_on_it(musicnn_ws, corpus, tmp_path, caps
     assert main(["dictionary", "-w", w, "--layer", "dense1", "--features", "16", "--epochs", "2"]) == 0
     assert main(["listeners", "-w", w, "-n", "3"]) == 0
     capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def musicnn_indexed(musicnn_ws, tmp_path_factory):
+    from audiovis.index import IndexConfig, build_index
+    ws = Workspace(shutil.copytree(musicnn_ws[0].path, tmp_path_factory.mktemp("mnn_ix") / "ws"))
+    build_index(ws, IndexConfig(k=4, batch_windows=16), progress=False)
+    return ws
+
+
+def test_the_page_shows_its_units_tags_and_taggram(monkeypatch, musicnn_indexed):
+    from streamlit.testing.v1 import AppTest
+    app = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "streamlit_app.py")
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(musicnn_indexed.path))
+
+    def run(**qp):
+        at = AppTest.from_file(app, default_timeout=120)
+        at.query_params.update(qp)
+        return at.run()
+
+    at = run()
+    assert not at.exception and any(t.value.startswith("Unit ") for t in at.title)
+    at = run(view="unit", unit="tags:female vocalists", n="2")
+    assert not at.exception and "Unit tags:5" in [t.value for t in at.title]
+    at = run(view="song")
+    assert not at.exception and any("Taggram" in m.value for m in at.markdown)
+    assert len(at.get("imgs")) >= 2 or len(at.get("image")) >= 2            # the song picture and its taggram
+    for view in ("layer", "visualise"):
+        assert not run(view=view).exception, view

@@ -23,6 +23,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import streamlit as st
 
+from audiovis.errors import AudiovisError
 from audiovis.ui.common import (
     clip_player,
     encoded_clip,
@@ -86,7 +87,7 @@ def init_state() -> None:
         view = qp.get("view", "unit")
         ss["view"] = view if view in available_views() else "unit"
         if qp.get("unit"):
-            ss["unit"] = qp["unit"].strip()
+            ss["unit"] = ss["_unit_from_url"] = qp["unit"].strip()
             ss["layer"] = ss["unit"].split(":")[0]
         elif qp.get("layer"):
             ss["layer"] = qp["layer"]
@@ -186,8 +187,16 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
         sb.warning(f"No unit matches {query!r}.")
         return None, 10, False
     options = [r["unit"] for r in rows]
+    asked, from_url = ss.get("unit"), ss.pop("_unit_from_url", None)
+    if asked and asked not in options:
+        try:                                   # a named unit ("tags:female vocalists") is shown by its index
+            ss["unit"] = str(ex.parse(asked))
+        except AudiovisError:
+            pass
     if ss.get("unit") not in options:
         ss["unit"] = options[0]
+        if from_url == asked:
+            sb.info(f"Unit {asked!r} does not exist in this model; showing {options[0]}.")
     desc = _unit_desc(rows)
     unit = sb.selectbox(f"Unit ({len(options)})", options, key="unit", format_func=lambda u: desc.get(u, u))
     sb.button("Random unit", icon=":material/shuffle:", on_click=_random_unit, args=(options,), width="stretch")
