@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import Config
+from .models.blocks import add_head
 
 
 @dataclass
@@ -77,15 +78,6 @@ class ConvBlock(nn.Module):
         return F.relu(self.bn(self.conv(F.pad(x, self.pad))))
 
 
-class DenseBlock(nn.Module):
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.linear = nn.Linear(d_in, d_out)
-
-    def forward(self, x):                      # (B, d_in) -> (B, d_out)
-        return F.relu(self.linear(x))
-
-
 class AudioCNN(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -98,18 +90,13 @@ class AudioCNN(nn.Module):
         self.register_buffer("out_mean", torch.zeros(cfg.n_factors))
         self.register_buffer("out_std", torch.ones(cfg.n_factors))
         c_in = cfg.n_mels
-        self.conv_names, self.dense_names = [], []
+        self.conv_names = []
         for i, c in enumerate(cfg.channels, start=1):
             self.add_module(f"conv{i}", ConvBlock(c_in, c, cfg.kernel))
             self.conv_names.append(f"conv{i}")
             c_in = c
-        d_in = 3 * c_in + cfg.tempo_lags       # mean, max and L2 pooling (+ the onset autocorrelation)
-        for i, d in enumerate(cfg.dense, start=1):
-            self.add_module(f"dense{i}", DenseBlock(d_in, d))
-            self.dense_names.append(f"dense{i}")
-            d_in = d
-        self.drop = nn.Dropout(cfg.dropout)
-        self.output = nn.Linear(d_in, cfg.n_factors)
+        # mean, max and L2 pooling (+ the onset autocorrelation) -> dense layers -> factors
+        self.dense_names = add_head(self, 3 * c_in + cfg.tempo_lags, cfg.dense, cfg.n_factors, cfg.dropout)
 
     def features(self, x):
         """(B, n_mels, T) -> pooled (B, 3 * C_last + tempo_lags)."""

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .blocks import add_head
 from .musicnn import TAGS, Musicnn, batch_match, check_dataset, from_db, pretrained_state
 
 POOLED = 1506
@@ -32,17 +33,6 @@ def window_stats(x_db: torch.Tensor) -> torch.Tensor:
     x = x_db.float()
     d = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(-1)
     return torch.cat([x.mean(-1), x.std(-1, unbiased=False), d, torch.quantile(x, 0.9, dim=-1)], dim=1)
-
-
-class DenseBlock(nn.Module):
-    """Linear + ReLU, as :class:`audiovis.model.DenseBlock` (the layer ``dense1``'s output is its activation)."""
-
-    def __init__(self, d_in: int, d_out: int):
-        super().__init__()
-        self.linear = nn.Linear(d_in, d_out)
-
-    def forward(self, x):
-        return F.relu(self.linear(x))
 
 
 class MusicnnRegressor(Musicnn):
@@ -62,14 +52,7 @@ class MusicnnRegressor(Musicnn):
         self.register_buffer("out_mean", torch.zeros(cfg.n_factors))
         self.register_buffer("out_std", torch.ones(cfg.n_factors))
         self.conv_names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3"]
-        self.dense_names = []
-        d_in = self.head_in
-        for i, d in enumerate(cfg.dense, start=1):
-            self.add_module(f"dense{i}", DenseBlock(d_in, d))
-            self.dense_names.append(f"dense{i}")
-            d_in = d
-        self.drop = nn.Dropout(cfg.dropout)
-        self.output = nn.Linear(d_in, cfg.n_factors)
+        self.dense_names = add_head(self, self.head_in, cfg.dense, cfg.n_factors, cfg.dropout)
         if cfg.frozen:
             self.freeze()
 
