@@ -21,7 +21,7 @@ from ..metrics import cold_start_metrics
 from ..readout import ridge_fit
 from .frozen import song_means
 
-INPUT_DROPOUT = 0.2          # dropout on the standardised pooled features (measured: docs/experiments.md)
+INPUT_DROPOUT = 0.2          # dropout on the standardised head input (not tuned: experiments/head_variants.py's)
 
 
 def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va: np.ndarray, cfg: TrainConfig,
@@ -61,6 +61,8 @@ def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va
     t0, seen = time.time(), 0
     in_drop = torch.nn.Dropout(INPUT_DROPOUT)
     out_std = model.out_std
+    W = np.flatnonzero(np.isin(song, va))                 # the validation songs' windows
+    vpos = np.searchsorted(va, song[W])
     for epoch in range(cfg.epochs):
         if best_epoch >= 0 and epoch - best_epoch > cfg.patience:
             break
@@ -76,9 +78,7 @@ def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va
             seen += len(b)
         model.eval()
         with torch.no_grad():
-            W = np.flatnonzero(np.isin(song, va))
             pw = model.head(X[W]).numpy()
-        vpos = np.searchsorted(va, song[W])
         sp = np.zeros((len(va), pw.shape[1]))
         np.add.at(sp, vpos, pw)
         sp /= np.bincount(vpos, minlength=len(va))[:, None]
