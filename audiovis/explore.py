@@ -94,7 +94,7 @@ class Explorer:
         self.index = UnitIndex(ws)
         self.store = self.index.store
         self.adapter = workspace_adapter(ws, indexed=True) if model is None else None   # one of your own
-        self.model_name = self.adapter.name if self.adapter is not None else "audiovis CNN"
+        self.model_name = self.adapter.name if self.adapter is not None else "audiovis CNN"   # set below for musicnn
         self.unit_notes = read_unit_notes(ws.index_dir)       # e.g. CREPE's pitch bins: "440.0 Hz (A4)"
         if self.adapter is not None:
             self.model, self.source = None, WindowSource(ws, self.store, self.adapter)
@@ -103,6 +103,8 @@ class Explorer:
                 from .train import load_model
                 model, _ = load_model(ws)
             self.model = model.eval()
+            if getattr(model.cfg, "arch", "") == "musicnn":
+                self.model_name = f"audiovis content model on musicnn {model.dataset.upper()}"
         self.cfg = self.store.cfg
         self.hop_s = self.cfg.hop_length / self.cfg.sr
         self.songs = ws.songs()

@@ -297,7 +297,8 @@ def render_song(S: np.ndarray, hop_s: float, curves: list[tuple[str, np.ndarray,
 def render_taggram(T: np.ndarray, starts: np.ndarray, window_s: float, names: list[str], width: float = 11.0,
                    dpi: int = 80, max_tags: int = 20) -> bytes:
     """A taggram (Pons & Serra's picture of a tagger over a song): tag probability per window, tags as rows
-    (the ``max_tags`` with the highest mean, most likely on top), time along x, as a PNG with a colour bar.
+    (the ``max_tags`` with the highest mean, most likely on top), time along x, as a PNG with a colour bar from 0
+    to the song's highest probability.
 
     Parameters
     ----------
@@ -310,7 +311,8 @@ def render_taggram(T: np.ndarray, starts: np.ndarray, window_s: float, names: li
     fig = new_figure(width, h, dpi)
     ax = fig.add_axes((0.15, 0.55 / h, 0.78, (0.15 * max(rows, 1)) / h))
     end = float(starts[-1] + window_s) if len(starts) else window_s
-    im = ax.imshow(T[:, order].T, aspect="auto", cmap="magma", vmin=0.0, vmax=1.0, interpolation="nearest",
+    top = max(float(T.max()) if T.size else 1.0, 0.05)       # the song's own range: a tagger is rarely sure
+    im = ax.imshow(T[:, order].T, aspect="auto", cmap="magma", vmin=0.0, vmax=top, interpolation="nearest",
                    extent=(float(starts[0]) if len(starts) else 0.0, end, rows - 0.5, -0.5))
     ax.set_yticks(range(rows))
     ax.set_yticklabels([names[i] for i in order], fontsize=7)

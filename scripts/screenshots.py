@@ -2,6 +2,7 @@
 
     python scripts/screenshots.py -w workspaces/demo --unit conv3:89 --layer conv3
     python scripts/screenshots.py -w /tmp/ws_crepe --unit pitch:229 --layer pitch --name screenshot-crepe --clips 6
+    python scripts/screenshots.py -w workspaces/demo --unit tags:guitar --layer tags --song S0002   # + NAME-song.png
 
 Needs the dev extras (playwright) and Debian chromium, as the browser test does.
 """
@@ -25,6 +26,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--name", default="screenshot", help="file names: NAME-unit.png, NAME-layer.png")
     ap.add_argument("--clips", type=int, default=10)
+    ap.add_argument("--song", help="also the song view of this song (with its taggram): NAME-song.png")
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
     a.out.mkdir(parents=True, exist_ok=True)
@@ -39,6 +41,14 @@ def main(argv=None):
             page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(a.out / f"{a.name}-layer.png"))
+            if a.song:
+                page.goto(f"{base}/?view=song&song={a.song}")
+                page.wait_for_function("document.querySelectorAll('[data-testid=stMain] img').length >= 2",
+                                       timeout=120_000)
+                page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                       timeout=120_000)
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(a.out / f"{a.name}-song.png"), full_page=True)
         finally:
             browser.close()
     print(f"wrote {a.out / (a.name + '-unit.png')} and {a.out / (a.name + '-layer.png')}")
