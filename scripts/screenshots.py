@@ -1,6 +1,6 @@
 """Re-take the README's screenshots of the page: `streamlit run` on the demo workspace, headless Debian Chromium.
 
-    python scripts/screenshots.py -w workspaces/demo --unit conv3:89 --layer conv3
+    python scripts/screenshots.py -w WS_AUTO --unit conv3:89 --layer conv3    # a workspace of --preset auto
     python scripts/screenshots.py -w /tmp/ws_crepe --unit pitch:229 --layer pitch --name screenshot-crepe --clips 6
     python scripts/screenshots.py -w workspaces/demo --unit tags:guitar --layer tags --song S0002   # + NAME-song.png
 
@@ -21,8 +21,8 @@ from _browser import CHROMIUM, CHROMIUM_ARGS, open_and_wait, serve_app  # noqa: 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-w", "--workspace", default="workspaces/demo")
-    ap.add_argument("--unit", default="conv3:89")
-    ap.add_argument("--layer", default="conv3")
+    ap.add_argument("--unit", default="tags:guitar")
+    ap.add_argument("--layer", default="tags")
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
     ap.add_argument("--name", default="screenshot", help="file names: NAME-unit.png, NAME-layer.png")
     ap.add_argument("--clips", type=int, default=10)
