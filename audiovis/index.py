@@ -356,6 +356,8 @@ def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int
              hist=hist)
     save_npy(d / "song_factors_pred.npy", song_pred.astype(np.float32))
     save_json(d / "layers.json", {"layers": layers, "k": k, "n_windows": nW})
+    if getattr(layers, "names", None):                     # named units (musicnn's tags), from either engine
+        save_json(d / "unit_names.json", layers.names)
     os.replace(partial_acts, d / "acts.npy")
     state_path.unlink(missing_ok=True)
     summary = {"units": sum(layers.values()), "layers": layers, "windows": nW, "k": k}

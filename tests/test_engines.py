@@ -125,3 +125,22 @@ def test_missing_ray_is_explained(monkeypatch, built_ws):
     monkeypatch.setattr(ray_engine, "have_ray", lambda: False)
     with pytest.raises(AudiovisError, match=r"pip install 'audiovis\[ray\]'"):
         engines.build_index(built_ws[0], engine="ray")
+
+
+@pytest.mark.slow
+def test_ray_index_of_a_musicnn_model_equals_local(ray_cluster, ws_copy):
+    """The Ray engine runs the whole network per window (it does not read the frozen front end's cache): the same
+    units as the local index, which reads the cache."""
+    from audiovis.config import TrainConfig
+    from audiovis.train import train
+    train(ws_copy, TrainConfig(preset="musicnn", epochs=3, batch_size=16), force=True, progress=False)
+    cfg = IndexConfig(k=4, batch_windows=16)
+    engines.build_index(ws_copy, cfg, force=True, progress=False)
+    local = _units(ws_copy)
+    (ws_copy.index_dir / "unit_names.json").unlink()
+    engines.build_index(ws_copy, cfg, engine="ray", force=True, progress=False, workers=1)
+    got = _units(ws_copy)
+    assert got["top_v"].shape == local["top_v"].shape
+    np.testing.assert_allclose(got["top_v"], local["top_v"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(got["mean"], local["mean"], rtol=1e-3, atol=1e-3)
+    assert len(UnitIndex(ws_copy).top("tags:rock", n=3)) == 3
