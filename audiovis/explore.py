@@ -420,18 +420,19 @@ class Explorer:
                 r = adapter_curves(self.adapter, self.source, layer, list(top), [(song_idx, 0.0, dur)], 0.0)[0]
                 for j, i in enumerate(top):
                     t, v = (r[0], r[1][j]) if r is not None else (np.zeros(0), np.zeros(0))
-                    curves.append((f"{layer}:{i}", t, v, float(d["vmax"][lo + i])))
+                    curves.append((self.unit_label(f"{layer}:{i}"), t, v, float(d["vmax"][lo + i])))
             elif not feature and layer in self.model.conv_names and S.shape[1] >= 8:
                 acts, _ = Recorder(self.model, [layer]).record(torch.from_numpy(S[None]))
                 a = acts[layer][0].float().numpy()
                 stride = self.model.frame_stride(layer)
                 for i in top:
                     v = np.repeat(a[i], stride)[:S.shape[1]]
-                    curves.append((f"{layer}:{i}", np.arange(len(v)) * self.hop_s, v, float(d["vmax"][lo + i])))
+                    curves.append((self.unit_label(f"{layer}:{i}"), np.arange(len(v)) * self.hop_s, v,
+                                   float(d["vmax"][lo + i])))
             else:
                 for i in top:
                     t, v = self.activation_curve(f"{layer}:{i}", song_idx, 0.0, dur, dense_hop_frames=dense_hop_frames)
-                    curves.append((f"{layer}:{i}", t, v, float(d["vmax"][lo + i])))
+                    curves.append((self.unit_label(f"{layer}:{i}"), t, v, float(d["vmax"][lo + i])))
         return {"song_idx": song_idx, "song_id": sid, "S": S, "duration": dur, "units": units, "curves": curves,
                 "labels": self.labels.get(sid, {}), "segments": self._segments.get(sid, []), "problem": None}
 
@@ -454,6 +455,12 @@ class Explorer:
     def taggram_picture(self, tg: dict) -> bytes:
         """PNG of a :meth:`taggram` (:func:`audiovis.pictures.render_taggram`)."""
         return render_taggram(tg["T"], tg["starts"], tg["window_s"], tg["names"])
+
+    def unit_label(self, unit: str) -> str:
+        """``"tags:40 (funk)"`` for a named unit, the unit itself otherwise (legends and buttons)."""
+        layer, _, i = unit.partition(":")
+        names = self.index.unit_names.get(layer)
+        return f"{unit} ({names[int(i)]})" if names and i.isdigit() and int(i) < len(names) else unit
 
     def song_problem(self, song_idx: int) -> str | None:
         """Why a song has no activations (it failed featurize, or is shorter than a window), else None."""

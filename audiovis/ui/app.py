@@ -372,7 +372,7 @@ def song_ui(ws_path: str) -> dict:
     cols = st.columns(min(len(units), 5) or 1)
     for i, (u, z) in enumerate(units):
         with cols[i % len(cols)]:
-            if st.button(f"{u} (+{z:.1f} σ)", key=f"song_unit_{u}", width="stretch"):
+            if st.button(f"{ex.unit_label(u)} (+{z:.1f} σ)", key=f"song_unit_{u}", width="stretch"):
                 goto(view="unit", unit=u, layer=layer, query="")
     return {"view": "song", "song": sid, "layer": layer}
 
