@@ -9,8 +9,9 @@ from .errors import WorkspaceError
 from .factors import load_factors
 from .features import FeatureStore
 from .metrics import cold_start_metrics
-from .models.frozen import song_means
+from .models.frozen import FrozenWindows, mean_per_song, uses_trunk_cache
 from .readout import ridge_fit_predict
+from .units import layer_sizes
 from .workspace import Workspace, save_json, save_text
 
 
@@ -109,7 +110,7 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         m[key] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
     pooled, why = _pretrained_pooled(ws, store, progress)
     if pooled is not None:                             # ridge on the frozen MSD tagger's pooled features
-        S = song_means(store, pooled)
+        S = mean_per_song(store, pooled)
         pred, lam = ridge_fit_predict(S[tr], Y[tr], S[va], Y[va], S[te])
         m["pretrained_ridge"] = {**cold_start_metrics(X, pred, P, k), "lambda": lam}
     else:
@@ -118,18 +119,10 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         print("evaluate: content model")
     model, _ = load_model(ws)
     results["preset"] = (ws.get_meta("done:train") or {}).get("summary", {}).get("preset")
-    if getattr(model.cfg, "arch", "dieleman") == "musicnn" and model.cfg.frozen and pooled is not None \
-            and model.dataset == "msd":                # the frozen layers' output is cached: run the head only
-        import torch
-
-        from .models.regressor import window_stats
-        song_of = store.windows[:, 0]
-        sel = np.flatnonzero(np.isin(song_of, te))
-        with torch.no_grad():
-            feats = torch.cat([torch.from_numpy(np.asarray(pooled[sel], dtype=np.float32)),
-                               window_stats(torch.from_numpy(store.batch(sel)))], dim=1)
-            pw = model.head(feats)
-        pred = _song_mean_rows(song_of[np.isin(song_of, te)], te, pw.numpy())
+    if uses_trunk_cache(model):                        # the frozen layers' output is cached: run the head only
+        sel = np.flatnonzero(np.isin(store.windows[:, 0], te))
+        A, _, _ = FrozenWindows(ws, store, model, layer_sizes(model), progress).activations(sel)
+        pred = mean_per_song(store, A[:, -model.cfg.n_factors:], te, windows=sel)
     else:
         pred = predict_songs(model, store, te)
     m["cnn"] = cold_start_metrics(X, pred, P, k)
@@ -165,14 +158,6 @@ def _pretrained_pooled(ws: Workspace, store: FeatureStore, progress: bool):
         return pooled_features(ws, store, progress=progress), None
     except (ParameterError, DependencyError) as e:
         return None, str(e)
-
-
-def _song_mean_rows(song_of: np.ndarray, songs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Mean of the rows of each of ``songs`` (``song_of[i]``: the song of row i; every song has rows)."""
-    pos = np.searchsorted(songs, song_of)
-    out = np.zeros((len(songs), rows.shape[1]))
-    np.add.at(out, pos, rows)
-    return out / np.bincount(pos, minlength=len(songs))[:, None]
 
 
 NAMES = {"random": "random", "mfcc_linear": "linear regression on MFCC statistics",

@@ -245,9 +245,9 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
         from .train import load_model
         cnn, _ = load_model(ws)
         source, layers = None, layer_sizes(cnn)
-        if getattr(cnn.cfg, "arch", "") == "musicnn" and cnn.cfg.frozen and len(cnn.dense_names) == 1:
-            from .models.frozen import FrozenWindows
-            source = FrozenWindows(ws, store, cnn, layers, progress)    # the frozen layers' units are cached
+        from .models.frozen import FrozenWindows, uses_trunk_cache
+        if uses_trunk_cache(cnn):                          # the frozen layers' units are cached: run the head
+            source = FrozenWindows(ws, store, cnn, layers, progress)
     U = sum(layers.values())
     K = list(layers.values())[-1]                          # the last layer: factors (CNN) or the model's output
     nW = len(store.windows)

@@ -42,17 +42,18 @@ def ridge_fit_predict(Xtr: np.ndarray, Ytr: np.ndarray, Xva: np.ndarray, Yva: np
 
 
 @torch.no_grad()
-def refit_output(model, store, tr: np.ndarray, va: np.ndarray, Y: np.ndarray) -> float:
+def refit_output(model, store, tr: np.ndarray, va: np.ndarray, Y: np.ndarray, E: np.ndarray | None = None) -> float:
     """Refit the CNN's output layer on whole songs, in place: a ridge from each training song's mean last-hidden
     activation to its factors (penalty chosen on the validation songs).
 
     A song's prediction is the mean of its windows' outputs, and the output layer is linear, so this fits the
     very map the song predictions go through, on the song-level target, instead of the per-crop loss training
-    minimised. Returns the penalty chosen.
+    minimised. ``E``: the songs' mean last-hidden activations when already computed [shape=(n_songs, dense)] (a
+    frozen front end's head, :mod:`audiovis.models.headfit`). Returns the penalty chosen.
     """
-    from .activations import song_means
-    last = model.dense_names[-1]
-    E = song_means(model, store, last)                       # [shape=(n_songs, dense)]
+    if E is None:
+        from .activations import song_means
+        E = song_means(model, store, model.dense_names[-1])  # [shape=(n_songs, dense)]
     W, b, lam = ridge_fit(E[tr], Y[tr], E[va], Y[va])        # raw factors = E @ W + b
     out_std, out_mean = model.out_std.cpu().numpy(), model.out_mean.cpu().numpy()
     model.output.weight.copy_(torch.from_numpy((W / out_std).T.astype(np.float32)))

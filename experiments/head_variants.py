@@ -26,7 +26,7 @@ from audiovis.evaluate import cold_start_split
 from audiovis.factors import load_factors
 from audiovis.features import FeatureStore
 from audiovis.metrics import cold_start_metrics
-from audiovis.models.frozen import POOLED, song_means
+from audiovis.models.frozen import POOLED, mean_per_song
 from audiovis.models.headfit import store_window_stats
 from audiovis.readout import ridge_fit_predict
 from audiovis.workspace import Workspace
@@ -66,10 +66,10 @@ def head(Xw, store, Y, tr, va, te, seed, hidden=512, epochs=40, drop=0.5, indrop
         net.eval()
         with torch.no_grad():
             H = net[:3](X).numpy()
-            Ps = song_means(store, net[3:](torch.from_numpy(H)).numpy())
+            Ps = mean_per_song(store, net[3:](torch.from_numpy(H)).numpy())
         v = float(((Ps[va] - T[va].numpy()) ** 2).mean())
         if v < best:
-            best, E = v, song_means(store, H)
+            best, E = v, mean_per_song(store, H)
     return ridge_fit_predict(E[tr], Y[tr], E[va], Y[va], E[te])[0]
 
 

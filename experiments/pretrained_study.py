@@ -21,7 +21,7 @@ from audiovis.evaluate import cold_start_split, logmel_stats, mfcc_stats, stats_
 from audiovis.factors import load_factors
 from audiovis.features import FeatureStore
 from audiovis.metrics import cold_start_metrics
-from audiovis.models.frozen import cached_windows, pooled_features, song_means
+from audiovis.models.frozen import cached_windows, mean_per_song, pooled_features
 from audiovis.models.musicnn import from_db, load_musicnn
 from audiovis.readout import ridge_fit_predict
 from audiovis.workspace import Workspace
@@ -61,12 +61,12 @@ def main():
         L, _ = one_hot_labels(labels, ws.song_ids())
         score("oracle", ridge_fit_predict(L[tr], Y[tr], L[va], Y[va], L[te])[0])
     Xm, net = pooled(ws, store, "msd")
-    Sm = song_means(store, Xm)
+    Sm = mean_per_song(store, Xm)
     score("ridge msd pool (1506)", ridge_fit_predict(Sm[tr], Y[tr], Sm[va], Y[va], Sm[te])[0])
     with torch.no_grad():
         pen = net.penultimate(torch.from_numpy(np.array(Xm))).numpy()
         tags = net.tags(torch.from_numpy(pen)).numpy()
-    Sp, St = song_means(store, pen), song_means(store, tags)
+    Sp, St = mean_per_song(store, pen), mean_per_song(store, tags)
     score("ridge msd penultimate (200)", ridge_fit_predict(Sp[tr], Y[tr], Sp[va], Y[va], Sp[te])[0])
     score("ridge msd tags (50)", ridge_fit_predict(St[tr], Y[tr], St[va], Y[va], St[te])[0])
     S2 = np.hstack([Sm, Sp])
@@ -75,7 +75,7 @@ def main():
         score(f"head msd pool seed {seed}", head(np.asarray(Xm), store, Y, tr, va, te, seed))
     if a.mtt:
         Xt, _ = pooled(ws, store, "mtt")
-        St2 = song_means(store, Xt)
+        St2 = mean_per_song(store, Xt)
         S3 = np.hstack([Sm, St2])
         score("ridge mtt pool", ridge_fit_predict(St2[tr], Y[tr], St2[va], Y[va], St2[te])[0])
         score("ridge msd+mtt pool", ridge_fit_predict(S3[tr], Y[tr], S3[va], Y[va], S3[te])[0])

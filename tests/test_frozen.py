@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from audiovis.features import FeatureStore
-from audiovis.models.frozen import cached_windows, check_musicnn_features, song_means
+from audiovis.models.frozen import cached_windows, check_musicnn_features, mean_per_song
 from audiovis.workspace import Workspace
 
 
@@ -44,12 +44,14 @@ def test_cache_is_written_once_and_resumes_after_a_kill(built_ws, tmp_path, monk
     assert not np.asarray(np.load(ws.features_dir / "toy.npy")).any()   # another network: recomputed
 
 
-def test_song_means_average_each_songs_windows(built_ws):
+def test_mean_per_song_averages_each_songs_windows(built_ws):
     store = FeatureStore(built_ws[0])
     rows = np.arange(len(store.windows), dtype=np.float64)[:, None]
-    E = song_means(store, rows)
+    E = mean_per_song(store, rows)
     s = int(store.windows[0, 0])
     assert E[s, 0] == pytest.approx(rows[store.song_windows(s), 0].mean())
+    sub = store.song_windows(s)[1:]                          # rows of some windows only
+    assert mean_per_song(store, rows[sub], [s], windows=sub)[0, 0] == pytest.approx(rows[sub, 0].mean())
 
 
 def test_musicnn_needs_its_own_front_end():

@@ -147,20 +147,27 @@ class FrozenWindows:
         r = np.asarray(self.rows[widx], dtype=np.float32)
         p, A_t, P_t = np.split(r, [self.pooled, self.pooled + self.n_trunk], axis=1)
         feats = torch.cat([torch.from_numpy(p), window_stats(torch.from_numpy(self.store.batch(widx)))], dim=1)
-        hidden = self.model.head(feats, hidden=True).numpy()
-        out = self.model.head(feats).numpy()
+        hidden, out = (t.numpy() for t in self.model.head(feats, hidden=True))
         A = np.concatenate([A_t, hidden, out], axis=1)
         P = np.concatenate([P_t, np.full((len(widx), hidden.shape[1] + out.shape[1]), self.centre, np.float32)], 1)
         return A, P, np.ones(len(widx), bool)
 
 
-def song_means(store: FeatureStore, rows: np.ndarray, songs: np.ndarray | None = None) -> np.ndarray:
-    """Per-song mean of per-window rows [shape=(len(songs), d)] (zeros for a song without windows)."""
+def mean_per_song(store: FeatureStore, rows: np.ndarray, songs: np.ndarray | None = None,
+                  windows: np.ndarray | None = None) -> np.ndarray:
+    """Per-song mean of per-window rows [shape=(len(songs), d)] (zeros for a song without windows): ``rows`` holds
+    one row per window of the store, or per window of ``windows`` (indices into the store's windows).
+    (:func:`audiovis.activations.song_means` runs a model's layer itself; this averages rows already computed.)"""
     songs = np.arange(store.n_songs) if songs is None else np.asarray(songs)
+    song_of = store.windows[:, 0] if windows is None else store.windows[np.asarray(windows), 0]
     E = np.zeros((store.n_songs, rows.shape[1]))
-    np.add.at(E, store.windows[:, 0], np.asarray(rows, dtype=np.float64))
-    counts = np.bincount(store.windows[:, 0], minlength=store.n_songs)
+    np.add.at(E, song_of, np.asarray(rows, dtype=np.float64))
+    counts = np.bincount(song_of, minlength=store.n_songs)
     return (E / np.maximum(counts, 1)[:, None])[songs]
 
 
-__all__ = ["cached_windows", "song_means"]
+def uses_trunk_cache(model) -> bool:
+    """Whether a content model's pretrained layers are frozen and its units' index entries come from
+    :func:`trunk_cache` (:class:`FrozenWindows`)."""
+    cfg = getattr(model, "cfg", None)
+    return getattr(cfg, "arch", "") == "musicnn" and cfg.frozen and len(model.dense_names) == 1

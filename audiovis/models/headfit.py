@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..metrics import cold_start_metrics
-from ..readout import ridge_fit
-from .frozen import song_means
+from ..readout import refit_output
+from .frozen import mean_per_song
 
 INPUT_DROPOUT = 0.2          # dropout on the standardised head input (not tuned: experiments/head_variants.py's)
 
@@ -104,7 +104,9 @@ def fit_head(model, pooled: np.ndarray, store, Y: np.ndarray, tr: np.ndarray, va
     model.eval()
     lam = None
     if cfg.song_readout and not model.cfg.normalize_output:
-        lam = refit_head_output(model, X, store, Y, tr, va)
+        with torch.no_grad():                             # the song readout, on the cached rows
+            H = np.concatenate([model.head(X[i:i + 4096], hidden=True)[0].numpy() for i in range(0, len(X), 4096)])
+        lam = refit_output(model, store, tr, va, Y, E=mean_per_song(store, H))
     return {"history": history, "best_epoch": best_epoch, "windows_per_s": seen / max(time.time() - t0, 1e-9),
             "readout_lambda": lam}
 
@@ -117,16 +119,3 @@ def store_window_stats(store, batch: int = 512) -> np.ndarray:
     out = [window_stats(torch.from_numpy(store.batch(np.arange(i, min(i + batch, n))))).numpy()
            for i in range(0, n, batch)]
     return np.concatenate(out) if out else np.zeros((0, 4 * store.cfg.n_mels), np.float32)
-
-
-@torch.no_grad()
-def refit_head_output(model, X: torch.Tensor, store, Y: np.ndarray, tr: np.ndarray, va: np.ndarray) -> float:
-    """:func:`audiovis.readout.refit_output` from the cached pooled features: a ridge from each training song's
-    mean last-hidden activation to its factors, in place; returns the penalty chosen."""
-    H = np.concatenate([model.head(X[i:i + 4096], hidden=True).numpy() for i in range(0, len(X), 4096)])
-    E = song_means(store, H)
-    W, b, lam = ridge_fit(E[tr], Y[tr], E[va], Y[va])
-    std, mean = model.out_std.numpy(), model.out_mean.numpy()
-    model.output.weight.copy_(torch.from_numpy((W / std).T.astype(np.float32)))
-    model.output.bias.copy_(torch.from_numpy(((b - mean) / std).astype(np.float32)))
-    return float(lam)

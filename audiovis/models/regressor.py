@@ -97,17 +97,16 @@ class MusicnnRegressor(Musicnn):
         """The frozen part's output for the head: (batch, n_mels, frames) dB -> (batch, 1506)."""
         return self.trunk(from_db(x_db))[-1]
 
-    def head(self, feats: torch.Tensor, hidden: bool = False) -> torch.Tensor:
-        """The head's input (pooled features and window statistics, concatenated) -> raw factors (``hidden``: the
-        last dense layer's activation instead)."""
+    def head(self, feats: torch.Tensor, hidden: bool = False):
+        """The head's input (pooled features and window statistics, concatenated) -> raw factors; ``hidden``: the
+        pair (last dense layer's activation, raw factors) from the same pass."""
         h = (feats - self.feat_mean) / self.feat_std
         for name in self.dense_names:
-            h = getattr(self, name)(h)
-            if hidden and name == self.dense_names[-1]:
-                return h
+            last = h = getattr(self, name)(h)
             h = self.drop(h)
         y = self.output(h) * self.out_std + self.out_mean
-        return F.normalize(y, dim=-1) if self.cfg.normalize_output else y
+        y = F.normalize(y, dim=-1) if self.cfg.normalize_output else y
+        return (last, y) if hidden else y
 
     def forward(self, x):                        # (B, n_mels, T) dB -> (B, n_factors)
         p = self.pooled(x)
