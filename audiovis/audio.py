@@ -4,6 +4,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import stat
 import struct
 import sys
 import tempfile
@@ -67,11 +68,28 @@ def info(path: str | os.PathLike) -> AudioInfo:
 _USE = "use WAV, FLAC, OGG Vorbis, Opus or MP3"
 
 
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it is not a regular file ("a FIFO, a named pipe", "a socket", "a folder", ...), from
+    one ``stat`` that never blocks (opening a FIFO waits for a writer forever); None for a regular file (or a
+    symlink to one) and for a missing path, which the caller reports as missing."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    for test, what in ((stat.S_ISREG, None), (stat.S_ISFIFO, "a FIFO, a named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
 def _open(path: Path) -> sf.SoundFile:
     if not path.exists():
         raise AudioError(f"'{path}': file not found")
-    if not path.is_file():
-        raise AudioError(f"'{path}': not a regular file (a folder or a device?)")
+    what = not_regular(path)
+    if what is not None:
+        raise AudioError(f"'{path}': not a regular file ({what}); skipped without reading it")
     if path.stat().st_size == 0:
         raise AudioError(f"'{path}': file is empty (0 bytes)")
     try:
@@ -319,6 +337,8 @@ _quiet = {"users": 0, "saved": None, "sink": None}
 def _looks_mpeg(path: Path) -> bool:
     if path.suffix.lower() in _MPEG_SUFFIXES:
         return True
+    if not_regular(path) is not None:       # never opened: a FIFO would block; _open says what it is
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(3)

@@ -78,6 +78,10 @@ def map_by_stem(audio_dir: str | os.PathLike, allow_outside: bool = False
     mapping: dict[str, Path] = {}
     problems: list[tuple[str, str]] = []
     for p in audio.find_audio(audio_dir):
+        what = audio.not_regular(p)              # a FIFO would block the first read: reported, never opened
+        if what is not None:
+            problems.append((p.stem, f"'{p}': not a regular file ({what}); skipped without reading it"))
+            continue
         if not allow_outside:
             why = _outside(p, Path(audio_dir), root)
             if why:
@@ -182,7 +186,8 @@ def _drop_duplicates(songs: list[tuple], problems: list[tuple[str, str]]) -> tup
     """
     by_size: dict[int, list[int]] = {}
     for i, s in enumerate(songs):
-        by_size.setdefault(os.stat(s[1]).st_size, []).append(i)
+        if audio.not_regular(s[1]) is None:      # only regular files are hashed (a FIFO would block)
+            by_size.setdefault(os.stat(s[1]).st_size, []).append(i)
     first: dict[str, str] = {}
     aliases: dict[str, str] = {}
     for group in by_size.values():
