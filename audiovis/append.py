@@ -29,6 +29,7 @@ from .coldstart import ColdStart, ColdStartConfig, Embedding, as_list, forget_en
 from .dictionary import update_dictionaries
 from .errors import AudioError, AudiovisError, ParameterError, WorkspaceError
 from .index import merge_unit_data
+from .lock import writer_lock
 from .workspace import Workspace, atomic_path, save_json, save_npy, save_npz
 
 JOURNAL = ".add_journal"
@@ -54,9 +55,19 @@ def recover(workspace: str | os.PathLike | Workspace) -> str | None:
                 with atomic_path(ws.path / rel) as tmp:
                     shutil.copyfile(src, tmp)
         shutil.rmtree(j)
+        refresh_outputs(ws)                          # the large arrays keep rows beyond the committed ones
         return "rolled back an interrupted add"
     shutil.rmtree(j)                                   # committed; only the clean-up was missed
     return "removed the journal of a completed add"
+
+
+def refresh_outputs(ws: Workspace, stages=("featurize", "index")) -> None:
+    """Record the files of ``stages`` as an add left them in their done-markers (:meth:`Workspace.mark_done`)."""
+    for stage in stages:
+        info = ws.get_meta(f"done:{stage}")
+        if info is not None:
+            info["outputs"] = ws.fingerprints(info.get("outputs") or ())
+            ws.set_meta(f"done:{stage}", info)
 
 
 def _append_rows(path: Path, keep_rows: int, new: np.ndarray, chunk: int = 65536) -> None:
@@ -128,6 +139,11 @@ def add_songs(workspace: str | os.PathLike | Workspace, files, song_ids=None, pr
     {"added": [{"file", "song_id", "song_idx", "windows", "warnings"}], "failed": [{"file", "reason"}]}
     """
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    with writer_lock(ws.path, command=f"add {len(as_list(files))} song(s)"):     # one writer at a time
+        return _add_songs(ws, files, song_ids, progress, cfg)
+
+
+def _add_songs(ws: Workspace, files, song_ids, progress: bool, cfg: ColdStartConfig | None) -> dict:
     recover(ws)
     files = as_list(files)
     if song_ids is not None and len(as_list(song_ids)) != len(files):
@@ -235,6 +251,7 @@ def _append(eng: ColdStart, embs: list[Embedding]) -> list[dict]:
                 info = json.loads(row[0])
                 if isinstance(info.get("summary"), dict) and key in info["summary"]:
                     info["summary"][key] = nW + len(A)
+                info["outputs"] = ws.fingerprints(info.get("outputs") or ())    # the files as they are now
                 ws.db.execute("UPDATE meta SET value=? WHERE key=?", (json.dumps(info), f"done:{stage}"))
         prev = ws.db.execute("SELECT value FROM meta WHERE key='coldstart:added'").fetchone()
         log = (json.loads(prev[0]) if prev else []) + [a["song_id"] for a in added]

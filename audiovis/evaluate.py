@@ -14,6 +14,8 @@ from .readout import ridge_fit_predict
 from .units import layer_sizes
 from .workspace import Workspace, save_json, save_text
 
+OUTPUTS = ("evaluation.json", "evaluation.md")     # what the stage writes (its done-marker records them)
+
 
 def mfcc_stats(store: FeatureStore, songs: np.ndarray, n_mfcc: int = 20) -> np.ndarray:
     """The baseline's features: mean and std of MFCCs and their deltas over the song [shape=(n, 4 * n_mfcc)]."""
@@ -88,8 +90,8 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
     from .train import load_model, predict_songs
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("train")
-    done = ws.get_meta("done:evaluate")
-    if done and not force and (ws.path / "evaluation.json").exists():
+    done = None if force else ws.finished("evaluate", OUTPUTS, say=progress)
+    if done:
         return done["results"]
     store = FeatureStore(ws)
     fac = load_factors(ws)
@@ -146,7 +148,7 @@ def evaluate(workspace: str | os.PathLike | Workspace, k: int = 500, force: bool
         results["cnn_minus_pretrained_ridge_auc"] = m["cnn"]["auc"] - m["pretrained_ridge"]["auc"]
     save_json(ws.path / "evaluation.json", results)
     save_text(ws.path / "evaluation.md", markdown_table(results))
-    ws.mark_done("evaluate", {"results": results})
+    ws.mark_done("evaluate", {"results": results}, outputs=OUTPUTS)
     return results
 
 

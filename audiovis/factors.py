@@ -72,6 +72,9 @@ def assign_splits(n_plays: np.ndarray, cfg: FactorConfig) -> np.ndarray:
     return split
 
 
+OUTPUTS = ("factors.npz",)              # what the stage writes, in the workspace (its done-marker records them)
+
+
 def factorize(workspace: str | os.PathLike | Workspace, cfg: FactorConfig | None = None, force: bool = False,
               progress: bool = True) -> dict:
     """Fit WMF twice: on train and validation songs only (the content model's targets and the users' factors for
@@ -79,8 +82,8 @@ def factorize(workspace: str | os.PathLike | Workspace, cfg: FactorConfig | None
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("ingest")
     cfg = cfg or FactorConfig()
-    done = ws.get_meta("done:factorize")
-    if done and not force and done.get("config") == cfg.to_dict() and ws.factors_path.exists():
+    done = None if force else ws.finished("factorize", OUTPUTS, say=progress, config=cfg.to_dict())
+    if done:
         return done["summary"]
     R = ws.play_matrix()
     n_plays = np.asarray((R > 0).sum(axis=0)).ravel()
@@ -106,7 +109,7 @@ def factorize(workspace: str | os.PathLike | Workspace, cfg: FactorConfig | None
                "test": int((split == "test").sum()), "unplayed": int((split == "none").sum()),
                "factors": cfg.factors}
     ws.clear_done("train", "evaluate", "index")
-    ws.mark_done("factorize", {"config": cfg.to_dict(), "summary": summary})
+    ws.mark_done("factorize", {"config": cfg.to_dict(), "summary": summary}, outputs=OUTPUTS)
     return summary
 
 

@@ -16,6 +16,9 @@ from .config import FeatureConfig
 from .errors import AudioError, ParameterError, WorkspaceError
 from .workspace import Workspace, atomic_path, save_json, save_npy
 
+# what the stage writes, in the workspace (its done-marker records them)
+OUTPUTS = ("features/logmel.npy", "features/offsets.npy", "features/windows.npy", "features/config.json")
+
 
 def _hz_to_mel(f):
     """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
@@ -262,8 +265,8 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("ingest")
     cfg = cfg or FeatureConfig()
-    done = ws.get_meta("done:featurize")
-    if done and not force and done.get("config") == cfg.to_dict():
+    done = None if force else ws.finished("featurize", OUTPUTS, say=progress, config=cfg.to_dict())
+    if done:
         return done["summary"]
     cache = ws.features_dir / "cache"
     stale = ws.get_meta("featurize:config") != cfg.to_dict() or force   # cached songs: other settings
@@ -305,7 +308,7 @@ def featurize(workspace: str | os.PathLike | Workspace, cfg: FeatureConfig | Non
         for idx, msgs in notes:                  # kept songs: a warning row each, status stays 'ok'
             ws.db.executemany("INSERT INTO report(stage, item, reason) VALUES ('featurize', ?, ?)",
                               [(songs[idx]["song_id"], m) for m in msgs])
-        ws.mark_done("featurize", {"config": cfg.to_dict(), "summary": summary})
+        ws.mark_done("featurize", {"config": cfg.to_dict(), "summary": summary}, outputs=OUTPUTS)
     if trash_thread is not None:
         trash_thread.join()
     return summary

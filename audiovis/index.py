@@ -29,6 +29,9 @@ from .features import FeatureStore
 from .units import Layers, Unit, layer_sizes, parse_unit
 from .workspace import Workspace, save_json, save_npy, save_npz
 
+# what the stage writes, in the workspace (its done-marker records them, and index/unit_names.json when written)
+OUTPUTS = ("index/units.npz", "index/acts.npy", "index/song_factors_pred.npy", "index/layers.json")
+
 N_BINS = 32
 
 
@@ -200,12 +203,10 @@ def song_batches(store: FeatureStore, start_song: int, batch_windows: int):
         s = e
 
 
-def up_to_date(ws: Workspace, cfg: IndexConfig) -> dict | None:
-    """The finished index stage's record when the index on disk was built with ``cfg``, else None."""
-    done = ws.get_meta("done:index")
-    if done and done.get("config") == cfg.to_dict() and (ws.index_dir / "units.npz").exists():
-        return done
-    return None
+def up_to_date(ws: Workspace, cfg: IndexConfig, say: bool = True) -> dict | None:
+    """The finished index stage's record when the index on disk was built with ``cfg`` and is as the stage
+    wrote it (:meth:`Workspace.finished`), else None."""
+    return ws.finished("index", OUTPUTS, say=say, config=cfg.to_dict())
 
 
 @torch.no_grad()   # not torch.set_grad_enabled(False): that leaked into the caller (training after it failed)
@@ -233,8 +234,8 @@ def build_index(workspace: str | os.PathLike | Workspace, cfg: IndexConfig | Non
     ws.require("featurize" if adapter is not None else "train")
     cfg = cfg or IndexConfig()
     trained = ["adapter", adapter.spec()] if adapter is not None else ws.get_meta("done:train")
-    done = up_to_date(ws, cfg)
-    if done and not force and done.get("model", trained) == trained:
+    done = None if force else up_to_date(ws, cfg, say=progress)
+    if done and done.get("model", trained) == trained:
         return done["summary"]                             # up to date: no model run, not even a probe
     store = FeatureStore(ws)
     if adapter is not None:
@@ -361,7 +362,8 @@ def write_index(ws: Workspace, cfg: IndexConfig, st: dict, layers: dict, nW: int
     os.replace(partial_acts, d / "acts.npy")
     state_path.unlink(missing_ok=True)
     summary = {"units": sum(layers.values()), "layers": layers, "windows": nW, "k": k}
-    ws.mark_done("index", {"config": cfg.to_dict(), "summary": summary, "model": model})
+    ws.mark_done("index", {"config": cfg.to_dict(), "summary": summary, "model": model},
+                 outputs=OUTPUTS + ("index/unit_names.json",))
     return summary
 
 

@@ -30,6 +30,8 @@ from .model import (
 from .readout import refit_output
 from .workspace import Workspace
 
+OUTPUTS = ("model.pt",)                 # what the stage writes, in the workspace (its done-marker records it)
+
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
@@ -224,8 +226,8 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     ws.require("featurize", "factorize")
     cfg = cfg or TrainConfig()
-    done = ws.get_meta("done:train")
-    if done and not force and done.get("config") == cfg.to_dict() and ws.model_path.exists():
+    done = None if force else ws.finished("train", OUTPUTS, say=progress, config=cfg.to_dict())
+    if done:
         return done["summary"]
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -418,7 +420,7 @@ def train(workspace: str | os.PathLike | Workspace, cfg: TrainConfig | None = No
                                            "history": history, "summary": summary})
     state_path.unlink(missing_ok=True)
     ws.clear_done("evaluate", "index")
-    ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary})
+    ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary}, outputs=OUTPUTS)
     return summary
 
 
@@ -447,7 +449,7 @@ def _train_head(ws, cfg, mcfg, store, fac, tr, va, stats, preset, train_audio_s,
     save_checkpoint(ws.model_path, model, {"train": cfg.to_dict(), "feature": store.cfg.to_dict(),
                                            "history": history, "summary": summary})
     ws.clear_done("evaluate", "index")
-    ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary})
+    ws.mark_done("train", {"config": cfg.to_dict(), "summary": summary}, outputs=OUTPUTS)
     return summary
 
 

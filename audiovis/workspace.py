@@ -21,11 +21,13 @@ of the stages that fill the workspace or of cold start (:mod:`audiovis.coldstart
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -194,6 +196,22 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+FINGERPRINT_SAMPLE = 1 << 16
+
+
+def fingerprint(path: str | os.PathLike, sample: int = FINGERPRINT_SAMPLE) -> dict:
+    """What a done-marker records of one output file: its size and the SHA-1 of its first and last ``sample``
+    bytes (the whole file when it is smaller than twice that), so checking a file of gigabytes reads 128 KiB."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(f.read(sample if size > 2 * sample else size))
+        if size > 2 * sample:
+            f.seek(-sample, os.SEEK_END)
+            h.update(f.read(sample))
+    return {"size": size, "sha1": h.hexdigest()}
+
+
 class Workspace:
     """A workspace folder. Cheap to open; arrays are memory-mapped on first use.
 
@@ -232,7 +250,8 @@ class Workspace:
         return self.db_path.exists()
 
     def require(self, *stages: str) -> None:
-        """Raise a clear error when a stage this step depends on has not been run."""
+        """Raise a clear error when a stage this step depends on has not been run, or when a file its done-marker
+        recorded is missing (a cheap ``stat`` each; :meth:`finished` also compares sizes and contents)."""
         if not self.exists():
             raise WorkspaceError(
                 f"no workspace at '{self.path}': run `audiovis ingest --workspace {self.path} ...` first")
@@ -240,10 +259,67 @@ class Workspace:
             _CLEANED.add(self.path)
             self.clean_stale_temps()
         for stage in stages:
-            if self.get_meta(f"done:{stage}") is None:
+            done = self.get_meta(f"done:{stage}")
+            if done is None:
                 raise WorkspaceError(
                     f"workspace '{self.path}' has no '{stage}' stage yet: "
                     f"run `audiovis {stage} --workspace {self.path}` first")
+            why = self._outputs_changed(done, deep=False)
+            if why:
+                raise WorkspaceError(f"workspace '{self.path}': the '{stage}' stage's {why}: "
+                                     f"run `audiovis {stage} --workspace {self.path}` again")
+
+    # ----------------------------------------------------------------- done-markers
+    def mark_done(self, stage: str, info: dict | None = None, outputs=()) -> None:
+        """Record that ``stage`` finished: ``info`` (its config, summary...) and, under ``"outputs"``, the
+        :func:`fingerprint` of each file in ``outputs`` (paths in the workspace; those missing are skipped)."""
+        info = dict(info or {})
+        info["outputs"] = self.fingerprints(outputs)
+        self.set_meta(f"done:{stage}", info)
+
+    def fingerprints(self, outputs) -> dict[str, dict]:
+        """{path relative to the workspace: :func:`fingerprint`} of the files of ``outputs`` that exist."""
+        out = {}
+        for p in outputs:
+            p = self.path / p
+            if p.is_file():
+                out[p.relative_to(self.path).as_posix()] = fingerprint(p)
+        return out
+
+    def finished(self, stage: str, outputs=(), say: bool = True, **expect) -> dict | None:
+        """The done-marker of ``stage`` when the stage is up to date, else None (the stage runs again).
+
+        Up to date: the marker exists, its values equal ``expect`` (``config=cfg.to_dict()``), every file in
+        ``outputs`` exists and every file it recorded is still there with the size and sampled hash it recorded
+        (:func:`fingerprint`). With ``say``, why a recorded stage runs again goes to stderr.
+        """
+        done = self.get_meta(f"done:{stage}")
+        if done is None:
+            return None
+        why = next((f"its {k} changed" for k, v in expect.items() if done.get(k) != v), None)
+        why = why or next((f"output {Path(p).as_posix()} is missing" for p in outputs
+                           if not (self.path / p).is_file()), None)
+        why = why or self._outputs_changed(done, deep=True)
+        if why is None:
+            return done
+        if say:
+            print(f"audiovis: {stage}: running again: {why}", file=sys.stderr)
+        return None
+
+    def _outputs_changed(self, done: dict, deep: bool) -> str | None:
+        for rel, fp in (done.get("outputs") or {}).items():
+            p = self.path / rel
+            try:
+                size = p.stat().st_size
+            except OSError:
+                return f"output {rel} is missing"
+            if not deep:                # what readers check: the files are there (an interrupted add leaves
+                continue                # rows beyond the committed ones, which readers ignore)
+            if size != fp["size"]:
+                return f"output {rel} has {size} bytes where the stage wrote {fp['size']}"
+            if fingerprint(p) != fp:
+                return f"output {rel} is not the file the stage wrote (its content changed)"
+        return None
 
     # ----------------------------------------------------------------- database
     @property
@@ -272,9 +348,6 @@ class Workspace:
         with self.db:
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)",
                             (key, json.dumps(value, default=_json_default)))
-
-    def mark_done(self, stage: str, info: dict | None = None) -> None:
-        self.set_meta(f"done:{stage}", info or {})
 
     def clear_done(self, *stages: str) -> None:
         with self.db:

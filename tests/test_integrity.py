@@ -48,3 +48,63 @@ def test_1_fifo_in_the_library_is_reported_not_opened(small, tmp_path, with_mani
     ws = Workspace(tmp_path / "ws")
     assert ws.n_songs == 9                      # every real song kept
     assert {row[1] for row in ws.report("ingest")} >= {"x", "empty"}
+
+
+@pytest.fixture
+def ws_copy(built_ws, tmp_path):
+    """A writable copy of the session's built workspace."""
+    dst = tmp_path / "ws"
+    shutil.copytree(built_ws[0], dst)
+    return dst
+
+
+def test_2_featurize_reruns_when_its_outputs_are_gone(ws_copy):
+    before = Workspace(ws_copy).get_meta("done:featurize")
+    assert set(before["outputs"]) == {"features/logmel.npy", "features/offsets.npy", "features/windows.npy",
+                                      "features/config.json"}
+    logmel = (ws_copy / "features" / "logmel.npy").read_bytes()
+    shutil.rmtree(ws_copy / "features")
+    r = cli("report", "-w", ws_copy)            # a later stage's reader names the stage to run again
+    assert r.returncode == 0                    # report reads the catalogue only
+    r = cli("train", "-w", ws_copy, "--preset", "auto", "--epochs", "1")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "the 'featurize' stage's output features/logmel.npy is missing" in r.stderr
+    assert f"run `audiovis featurize --workspace {ws_copy}` again" in r.stderr
+    r = cli("featurize", "-w", ws_copy)
+    assert r.returncode == 0, r.stderr
+    assert "audiovis: featurize: running again: output features/logmel.npy is missing" in r.stderr
+    assert (ws_copy / "features" / "logmel.npy").read_bytes() == logmel     # rebuilt, not the old summary
+    assert Workspace(ws_copy).get_meta("done:featurize")["outputs"] == before["outputs"]
+    r = cli("featurize", "-w", ws_copy)         # now up to date: nothing said, nothing done
+    assert r.returncode == 0 and "running again" not in r.stderr
+
+
+@pytest.mark.parametrize("stage, victim, why", [
+    ("factorize", "factors.npz", "factors.npz has 3 bytes where the stage wrote"),
+    ("evaluate", "evaluation.json", "evaluation.json is missing"),
+    ("index", "index/acts.npy", "index/acts.npy is not the file the stage wrote (its content changed)"),
+])
+def test_2_every_stage_checks_what_it_wrote(ws_copy, stage, victim, why, capsys):
+    from audiovis.config import FactorConfig, IndexConfig
+    from audiovis.evaluate import evaluate
+    from audiovis.factors import factorize
+    from audiovis.index import build_index
+    ws = Workspace(ws_copy)
+    done = ws.get_meta(f"done:{stage}")
+    p = ws_copy / victim
+    if "bytes" in why:
+        p.write_bytes(b"bad")
+    elif "missing" in why:
+        p.unlink()
+    else:                                       # same size, other bytes: the sampled hash sees it
+        b = bytearray(p.read_bytes())
+        b[-5] ^= 0xFF
+        p.write_bytes(bytes(b))
+    run = {"factorize": lambda: factorize(ws, FactorConfig.from_dict(done["config"])),
+           "evaluate": lambda: evaluate(ws),
+           "index": lambda: build_index(ws, IndexConfig.from_dict(done["config"]))}[stage]
+    run()
+    assert f"audiovis: {stage}: running again: output {why}" in capsys.readouterr().err
+    again = ws.get_meta(f"done:{stage}")
+    assert ws.finished(stage, say=False, config=again.get("config")) is not None
+    assert again["outputs"][victim]["size"] > 3

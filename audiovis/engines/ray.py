@@ -288,8 +288,8 @@ def build_index(workspace, cfg=None, force: bool = False, progress: bool = True,
     cfg = cfg or IndexConfig()
     if threads < 1:
         raise ParameterError(f"threads must be at least 1, got {threads}")
-    done = up_to_date(ws, cfg)
-    if done and not force:
+    done = None if force else up_to_date(ws, cfg, say=progress)
+    if done:
         return done["summary"]
     store = FeatureStore(ws)
     model, _ = load_model(ws)
