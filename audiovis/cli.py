@@ -11,7 +11,6 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import FactorConfig, FeatureConfig, IndexConfig, TrainConfig
-from .errors import AudiovisError
 
 DEFAULT_DEMO_WS = "workspaces/demo"
 # the stage configs, under the names run_pipeline takes them by; the stages' options are generated from their fields
@@ -227,22 +226,53 @@ def build_parser() -> argparse.ArgumentParser:
     from .visualise.cli import add_parsers as _add_visualise_parsers  # filters, dream, auralise, backward, dissect
     _add_visualise_parsers(sub, _ws_arg)
     ap.subcommands = sub.choices
+    _boundary_opts(ap)
     return ap
 
 
+def _boundary_opts(ap) -> None:
+    """``--debug`` on every subcommand (and before it); ``--wait`` on those that write to a workspace."""
+    for p in [ap, *ap.subcommands.values()]:
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="print the full traceback of a failure (it always goes to the log file)")
+    for name, p in ap.subcommands.items():
+        if name not in READERS:
+            p.add_argument("--wait", action="store_true",
+                           help="when another process is writing to the workspace, wait for it instead of "
+                                "exiting")
+
+
 def main(argv=None) -> int:
+    """The command line; the one error boundary: a failure is one line on stderr (what broke, the file, the
+    command that repairs it; exit 2 for the known ones, 1 otherwise) and its traceback goes to a log file
+    (:func:`audiovis.failures.log_path`); ``--debug`` prints it too."""
     ap = build_parser()
     a, extra = ap.parse_known_args(argv)
     if extra:               # from the subcommand's parser: its usage lists the options it takes
         ap.subcommands[a.cmd].error(f"unrecognized arguments: {' '.join(extra)}")
+    from . import failures
     try:
-        return _dispatch(a)
-    except AudiovisError as e:
-        print(f"audiovis: error: {e}", file=sys.stderr)
-        return 2
+        with _writing(a):
+            return _dispatch(a)
     except KeyboardInterrupt:
         print("audiovis: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:            # noqa: BLE001 (the boundary: every failure becomes one line and a log)
+        ws = a.workspace[0] if isinstance(getattr(a, "workspace", None), list) else getattr(a, "workspace", None)
+        return failures.report(e, ws, argv if argv is not None else sys.argv[1:], debug=getattr(a, "debug", False))
+
+
+# subcommands that only read a workspace: they never take its writer lock (audiovis.lock) and work read-only
+READERS = ("check", "serve", "report", "recommend", "embed", "export")
+
+
+def _writing(a):
+    """The workspace's writer lock for a subcommand that writes (:func:`audiovis.lock.writer_lock`)."""
+    import contextlib
+    if a.cmd in READERS or not isinstance(getattr(a, "workspace", None), str):
+        return contextlib.nullcontext()
+    from .lock import writer_lock
+    return writer_lock(a.workspace, wait=a.wait, command="audiovis " + " ".join(sys.argv[1:] or [a.cmd]))
 
 
 def _print(obj):

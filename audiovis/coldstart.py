@@ -252,11 +252,13 @@ class ColdStart:
         if p.exists() and pm.exists():
             meta = json.loads(pm.read_text())
             self._vindex = VectorIndex.load(p, Y, nprobe=meta["nprobe"])
-            if meta.get("n") != len(Y):                 # songs were added since: keep the file in step
+            if meta.get("n") != len(Y) and self.ws.writable:   # songs were added since: keep the file in step
                 self._vindex.save(p)
                 save_json(pm, {**meta, "n": len(Y)})
         else:
             self._vindex = VectorIndex(Y, method="hnsw")
+            if not self.ws.writable:                    # a read-only workspace: built for this process only
+                return self._vindex
             self._vindex.save(p)
             save_json(pm, {"nprobe": self._vindex.nprobe, "recall": self._vindex.calibrated_recall,
                            "n": len(Y)})

@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +73,8 @@ _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.[^./]+$")
 # the folders of a workspace that audiovis writes artifacts to (relative to the workspace)
 TEMP_FOLDERS = ("", "features", "features/cache", "index", "uploads", "visualise", "visualise/dreams")
 STALE_TEMP_AGE_S = 600.0
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)                 # read once, at import (there is no way to read it without setting it)
 _CLEANED: set[Path] = set()      # workspaces whose stale temporaries this process has removed
 
 
@@ -85,6 +88,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)     # as open() would make it (mkstemp's 0600 hid a shared workspace's files)
     if fcntl is None:
         os.close(fd)
         fd = -1
@@ -212,6 +216,21 @@ def fingerprint(path: str | os.PathLike, sample: int = FINGERPRINT_SAMPLE) -> di
     return {"size": size, "sha1": h.hexdigest()}
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """The catalogue of a workspace this process cannot write, opened read-only: no journal mode is set, no
+    table created, nothing written. SQLite's read-only mode needs to create the ``-shm`` file of a WAL database
+    when it is missing, which a read-only folder forbids: then the file is opened ``immutable`` (nobody may
+    change it meanwhile: true of a read-only mount)."""
+    uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
+    db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+    return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, check_same_thread=False)
+
+
 class Workspace:
     """A workspace folder. Cheap to open; arrays are memory-mapped on first use.
 
@@ -255,7 +274,7 @@ class Workspace:
         if not self.exists():
             raise WorkspaceError(
                 f"no workspace at '{self.path}': run `audiovis ingest --workspace {self.path} ...` first")
-        if self.path not in _CLEANED:                # once per process: what killed runs left behind
+        if self.path not in _CLEANED and self.writable:   # once per process: what killed runs left behind
             _CLEANED.add(self.path)
             self.clean_stale_temps()
         for stage in stages:
@@ -323,12 +342,21 @@ class Workspace:
 
     # ----------------------------------------------------------------- database
     @property
+    def writable(self) -> bool:
+        """Whether this process may write to the workspace (its folder and catalogue). A workspace that is not
+        (a read-only mount, a folder shared read-only) is still read in full: its catalogue opens read-only."""
+        return os.access(self.path, os.W_OK) and (not self.db_path.exists() or os.access(self.db_path, os.W_OK))
+
+    @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(SCHEMA)
+            if self.db_path.exists() and not self.writable:
+                self._db = _open_readonly(self.db_path)
+            else:
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(SCHEMA)
         return self._db
 
     def clean_stale_temps(self, min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
