@@ -271,6 +271,8 @@ def _writing(a):
     import contextlib
     if a.cmd in READERS or not isinstance(getattr(a, "workspace", None), str):
         return contextlib.nullcontext()
+    if a.cmd not in ("ingest", "run", "demo") and not Path(a.workspace).expanduser().is_dir():
+        return contextlib.nullcontext()              # no workspace: the command says so, creating nothing
     from .lock import writer_lock
     return writer_lock(a.workspace, wait=a.wait, command="audiovis " + " ".join(sys.argv[1:] or [a.cmd]))
 

@@ -49,12 +49,15 @@ duplicates
     Rows that repeat a user-song pair of a plays log are summed and reported as "duplicate user-song row
     (summed)". Raw events repeat by nature and are not reported.
 encoding
-    UTF-8 with or without a byte-order mark; undecodable bytes become U+FFFD. Lines end with ``\\n``,
-    ``\\r\\n`` or ``\\r``.
+    UTF-8 with or without a byte-order mark, or UTF-16/UTF-32 with one (spreadsheets' "Unicode text");
+    UTF-16 without a byte-order mark is refused with its encoding named; undecodable bytes become U+FFFD.
+    Lines end with ``\\n``, ``\\r\\n`` or ``\\r``.
 """
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import itertools
 import os
 from array import array
@@ -166,8 +169,8 @@ def read_log(path: str | os.PathLike) -> PlayLog:
         raise DataError(f"listening log '{path}' is a folder; give the log file")
     log = PlayLog()
     try:
-        # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the header
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
+        with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding=_encoding(path, raw.peek(4096)[:4096]),
+                                                        errors="replace") as f:
             numbered = enumerate(f, 1)
             sample = []
             for n, line in numbered:
@@ -195,6 +198,27 @@ def read_log(path: str | os.PathLike) -> PlayLog:
                         + (f" ({detail})" if detail else "")
                         + f"; read as {log.format}, {_DELIM_NAMES[log.delimiter]}-separated, {ncols} fields a row")
     return log
+
+
+# byte-order marks, UTF-32 before UTF-16 (FF FE starts both little-endian marks)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _encoding(path: Path, head: bytes) -> str:
+    """The codec of a log from its first bytes: UTF-8, or UTF-16/32 with a byte-order mark (spreadsheets save
+    "Unicode text" so), read as such. Text with NUL bytes and no mark (UTF-16 without one) is refused with the
+    encoding named, never read as rows of garbage."""
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec
+    if head.count(0) > len(head) // 4:
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        kind = "UTF-16BE" if even > odd else "UTF-16LE"
+        raise DataError(f"listening log '{path}' is not UTF-8: it looks like {kind} text without a byte-order "
+                        f"mark (a NUL byte in every other position); convert it to UTF-8, e.g. "
+                        f"`iconv -f {kind} -t UTF-8 '{path}' > plays.tsv`")
+    return "utf-8-sig"          # a UTF-8 byte-order mark (spreadsheet exports) must not hide the header
 
 
 def _layout(path: Path, log: PlayLog, sample: list) -> tuple:

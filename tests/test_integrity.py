@@ -316,3 +316,20 @@ def test_5_unexpected_failure_is_one_line_and_a_log(ws_copy, monkeypatch, capsys
     log = failures.log_path(ws_copy)
     assert err == f"audiovis: error: unexpected KeyError: 'surprise'; traceback in {log}; please report it\n"
     assert "KeyError: 'surprise'" in log.read_text()
+
+
+# --- 7. UTF-16 listening logs ------------------------------------------------------------------------------------
+
+def test_7_utf16_log_is_read_or_named(small, tmp_path):
+    text = Path(small["plays"]).read_text()
+    n_rows = len(text.splitlines())
+    bom = tmp_path / "plays_bom.tsv"
+    bom.write_bytes(text.encode("utf-16"))                  # with a byte-order mark: read as it is
+    r = cli("ingest", "-w", tmp_path / "ws", "--audio", small["audio_dir"], "--plays", bom)
+    assert r.returncode == 0, r.stderr
+    assert f'"log_rows": {n_rows}' in r.stdout and '"log_problems": {}' in r.stdout
+    bare = tmp_path / "plays_le.tsv"
+    bare.write_bytes(text.encode("utf-16-le"))              # no mark: named, not "non-numeric play count"
+    line = _one_line(cli("ingest", "-w", tmp_path / "ws2", "--audio", small["audio_dir"], "--plays", bare))
+    assert f"listening log '{bare}' is not UTF-8: it looks like UTF-16LE text without a byte-order mark" in line
+    assert not (tmp_path / "ws2" / "catalog.sqlite").exists()

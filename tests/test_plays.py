@@ -1,7 +1,9 @@
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audiovis.errors import DataError
-from audiovis.plays import DUPLICATE, read_log
+from audiovis.plays import DUPLICATE, KEPT_REASONS, read_log
 
 
 def test_msd_triplets(tmp_path):
@@ -260,3 +262,60 @@ def test_number_problems_reach_the_report_with_their_reason(corpus, tmp_path):
     report = {item: reason for _, item, reason in ws.report("ingest")}
     assert report[f"plays.tsv (line {n + 2}: '1e23'; also line {n + 3})"] == \
         "play count out of range (max 1,000,000): 2 rows"
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_utf16_and_utf32_logs_with_a_byte_order_mark_are_read(tmp_path, codec):
+    # spreadsheets' "Unicode text": UTF-16 with a byte-order mark; once refused as "non-numeric play count"
+    p = tmp_path / "log.tsv"
+    text = "user_id\tsong_id\tplays\nü1\ts1\t2\nu2\ts1\t1\n"
+    p.write_bytes(b"\xfe\xff" + text.encode(codec) if codec == "utf-16-be" else text.encode(codec))
+    log = read_log(p)
+    assert log.counts == {("ü1", "s1"): 2.0, ("u2", "s1"): 1.0} and not log.problems
+
+
+@pytest.mark.parametrize("codec, kind", [("utf-16-le", "UTF-16LE"), ("utf-16-be", "UTF-16BE")])
+def test_utf16_without_a_byte_order_mark_is_named(tmp_path, codec, kind):
+    p = tmp_path / "log.tsv"
+    p.write_bytes("u1\ts1\t2\nu2\ts1\t1\n".encode(codec))
+    with pytest.raises(DataError) as e:
+        read_log(p)
+    assert str(e.value) == (f"listening log '{p}' is not UTF-8: it looks like {kind} text without a byte-order "
+                            f"mark (a NUL byte in every other position); convert it to UTF-8, e.g. "
+                            f"`iconv -f {kind} -t UTF-8 '{p}' > plays.tsv`")
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=30)
+_GOOD = st.tuples(st.sampled_from(["u1", "u2", "ü3", "user 4"]), st.sampled_from(["s1", "s2", "söng"]),
+                  st.integers(1, 1000))
+
+
+@st.composite
+def _messy_log(draw):
+    """Lines of a triplet log: well-formed rows (at least two thirds of the lines) mixed with any text."""
+    good = draw(st.lists(_GOOD, min_size=3, max_size=30))
+    bad = draw(st.lists(_TEXT, max_size=len(good) // 2))
+    lines = [("good", g) for g in good] + [("bad", b) for b in bad]
+    order = draw(st.permutations(range(1, len(lines))))       # a good row first: no header to guess
+    return [lines[0]] + [lines[i] for i in order]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=_messy_log(), codec=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-32"]))
+def test_property_every_row_is_kept_or_reported(tmp_path, lines, codec):
+    text = ["\t".join(map(str, v)) if kind == "good" else v for kind, v in lines]
+    p = tmp_path / "log.tsv"
+    p.write_bytes(("\n".join(text) + "\n").encode(codec))
+    log = read_log(p)
+    data = [t for t in text if t.strip() and t.strip()[0] != "#"]
+    assert log.n_rows == len(data) and log.n_comments == sum(1 for t in text if t.strip()[:1] == "#")
+    _accounted(log)
+    want: dict = {}
+    for kind, v in lines:
+        if kind == "good":
+            want[v[:2]] = want.get(v[:2], 0) + v[2]
+    for pair, plays in want.items():             # every good row counted (a stray row may add to its pair)
+        assert log.counts.get(pair, 0) >= plays
+    reported = sorted(ln for r, seen in log.lines.items() if r not in KEPT_REASONS for ln in seen)
+    assert len(reported) == log.n_skipped and len(set(reported)) == len(reported)
+    assert not set(reported) & {n for n, (kind, _) in enumerate(lines, 1) if kind == "good"}   # never a good one
