@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from conftest import make_corpus
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audiovis.workspace import Workspace
 
@@ -333,3 +335,46 @@ def test_7_utf16_log_is_read_or_named(small, tmp_path):
     line = _one_line(cli("ingest", "-w", tmp_path / "ws2", "--audio", small["audio_dir"], "--plays", bare))
     assert f"listening log '{bare}' is not UTF-8: it looks like UTF-16LE text without a byte-order mark" in line
     assert not (tmp_path / "ws2" / "catalog.sqlite").exists()
+
+
+# --- the page: a "being rebuilt" notice; any URL gives a page, never a traceback -------------------------------
+
+def _page(monkeypatch, ws_dir, **params):
+    from streamlit.testing.v1 import AppTest
+
+    from audiovis.cli import page_path
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(ws_dir))
+    monkeypatch.delenv("AUDIOVIS_WORKSPACES", raising=False)
+    at = AppTest.from_file(str(page_path()), default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def test_the_page_says_while_a_writer_rebuilds_the_workspace(ws_copy, monkeypatch):
+    from audiovis.lock import writer_lock
+    at = _page(monkeypatch, ws_copy)
+    assert not at.exception and not any("being rebuilt" in i.value for i in at.info)
+    with writer_lock(ws_copy, command="audiovis run -w demo"):
+        at = _page(monkeypatch, ws_copy)
+    assert not at.exception
+    notes = [i.value for i in at.info if "being rebuilt" in i.value]
+    assert notes == [f"This workspace is being rebuilt (audiovis run -w demo, PID {os.getpid()}): what you see "
+                     f"may change; reload the page when it finishes."]
+    assert at.get("audio"), "the page still plays what is there"
+
+
+_ODD = ["", " ", "conv1:3", "conv9:99999", "conv1:-1", "output:0", "dense1.dict:2", "../../etc/passwd", "song000",
+        "S0001", "bogus", "unit", "layer", "song", "coldstart", "0", "-1", "1e9", "true", "%00", "<script>", "é:1"]
+_VALUE = st.one_of(st.sampled_from(_ODD), st.text(max_size=12))
+_PARAMS = st.dictionaries(st.sampled_from(["ws", "view", "unit", "layer", "n", "bottom", "song", "q", "zz"]),
+                          _VALUE, max_size=5)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=_PARAMS)
+def test_property_every_url_gives_a_page_without_a_traceback(built_ws, monkeypatch, params):
+    at = _page(monkeypatch, built_ws[0], **params)
+    assert not at.exception, (params, [e.value for e in at.exception])
+    shown = [e.value for e in [*at.error, *at.warning, *at.info, *at.markdown, *at.code]]
+    assert not any("Traceback" in str(v) for v in shown), params

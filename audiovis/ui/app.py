@@ -37,6 +37,7 @@ from audiovis.ui.common import (
     index_stamp,
     page_error,
     pick_workspace,
+    rebuilding_notice,
     score_png,
     served_workspaces,
     song_link,
@@ -392,6 +393,7 @@ def main() -> None:
         if ws_path is None:
             sync_query({"ws": st.session_state.get("ws")})
             return
+        rebuilding_notice(ws_path)
         views = available_views()
         if not has_trained_cnn(ws_path):            # a model of your own, no plays: no cold start
             views.pop("coldstart", None)

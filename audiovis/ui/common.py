@@ -250,3 +250,12 @@ def goto(**state) -> None:
 def format_labels(labels: dict) -> str:
     """'groove=rock · lead=none→flute · ...' for a clip's ground truth."""
     return " · ".join(f"{c}={v}" for c, v in labels.items())
+
+
+def rebuilding_notice(ws_path: str) -> None:
+    """Say so while a writer (``audiovis run``, a stage, ``add``) holds the workspace's lock (:mod:`audiovis.lock`)."""
+    from ..lock import lock_holder
+    holder = lock_holder(ws_path)
+    if holder is not None:
+        st.info(f"This workspace is being rebuilt ({holder.get('command') or 'a writer'}, PID "
+                f"{holder.get('pid', '?')}): what you see may change; reload the page when it finishes.", icon="🔧")
