@@ -126,7 +126,8 @@ def test_each_stage_offers_the_fields_of_its_configs():
     sub = build_parser().subcommands
 
     def config_flags(p) -> set:
-        return {s for a in p._actions for s in a.option_strings} - {"-h", "--help", "-w", "--workspace"}
+        return {s for a in p._actions for s in a.option_strings} - {"-h", "--help", "-w", "--workspace", "--debug",
+                                                                     "--wait"}
 
     def no_flags(names) -> set:                  # a switch that is on by default also has its --no- form
         return {"--no-" + _flag(f)[2:] for n in names for f in fields(CONFIGS[n]) if f.default is True}
@@ -142,6 +143,16 @@ def test_each_stage_offers_the_fields_of_its_configs():
     assert {"--factors", "--alpha", "--regularization", "--normalize", "--test-fraction", "--window-s", "--preset",
             "--epochs", "--device", "--seed", "-k", "--jobs"} <= config_flags(sub["run"])
     assert all(a.default is argparse.SUPPRESS for a in sub["train"]._actions if a.dest in ("epochs", "seed"))
+
+
+def test_every_subcommand_has_debug_and_every_writer_wait():
+    from audiovis.cli import READERS, build_parser
+    sub = build_parser().subcommands
+    opts = {name: {s for a in p._actions for s in a.option_strings} for name, p in sub.items()}
+    assert all("--debug" in o for o in opts.values())
+    assert {n for n, o in opts.items() if "--wait" not in o} == set(READERS)
+    a = build_parser().parse_args(["report", "-w", "x", "--debug"])
+    assert a.debug is True and not hasattr(build_parser().parse_args(["report", "-w", "x"]), "debug")
 
 
 def test_parser_defaults_are_the_dataclass_defaults():
