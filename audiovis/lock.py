@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +26,7 @@ except ImportError:  # pragma: no cover (Windows: no advisory locks; writers are
 
 LOCK_NAME = ".audiovis.lock"     # in the workspace folder: flock'ed by the one writer, holds who it is
 LOCK_PROBE_S = 1.0              # a writer that finds the lock taken retries this long (a reader's probe is brief)
-_HELD: dict[Path, list] = {}    # workspace -> [fd, depth]: this process's writer locks (re-entrant)
+_HELD: dict[tuple, list] = {}   # (workspace, thread) -> [fd, depth]: the writer locks held here (re-entrant)
 
 
 class WorkspaceLocked(WorkspaceError):
@@ -46,16 +47,17 @@ def writer_lock(path: str | os.PathLike, wait: bool = False, command: str | None
 
     One writer at a time: when another process holds it, raise :class:`WorkspaceLocked` naming the holder's
     PID and command, or with ``wait`` say so on stderr and wait until it is released. The lock dies with its
-    process (``kill -9`` included); re-entrant within a process. Readers never take it (:func:`lock_holder`
-    only looks).
+    process (``kill -9`` included). Re-entrant within a thread; another thread of this process is another
+    writer. Readers never take it (:func:`lock_holder` only looks).
     """
     root = Path(path).expanduser().resolve()
-    if root in _HELD:
-        _HELD[root][1] += 1
+    key = (root, threading.get_ident())      # another thread (a second visitor of the page) is another writer
+    if key in _HELD:
+        _HELD[key][1] += 1
         try:
             yield
         finally:
-            _HELD[root][1] -= 1
+            _HELD[key][1] -= 1
         return
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
@@ -65,11 +67,11 @@ def writer_lock(path: str | os.PathLike, wait: bool = False, command: str | None
             me = {"pid": os.getpid(), "command": command or " ".join(sys.argv), "since": time.time()}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(me).encode(), 0)
-        _HELD[root] = [fd, 1]
+        _HELD[key] = [fd, 1]
         try:
             yield
         finally:
-            del _HELD[root]
+            del _HELD[key]
             if fcntl is not None:
                 os.ftruncate(fd, 0)                  # nobody: a stale name never outlives its writer
     finally:
@@ -92,7 +94,7 @@ def _acquire(fd: int, root: Path, wait: bool) -> None:
         if not wait and time.monotonic() > deadline:
             holder = holder or {}
             raise WorkspaceLocked(
-                f"workspace '{root}' is being written by another process ({_describe(holder)}); wait for it "
+                f"workspace '{root}' is being written by another writer ({_describe(holder)}); wait for it "
                 f"to finish, or run the command again with --wait", holder)
         time.sleep(0.05)
 

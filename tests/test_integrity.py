@@ -129,7 +129,7 @@ def test_3_a_second_writer_is_told_who_holds_the_workspace(ws_copy):
         assert holder["pid"] == os.getpid() and holder["command"] == "audiovis run (the test)"
         r = cli("featurize", "-w", ws_copy, timeout=60)
         assert r.returncode == 2, r.stderr
-        assert r.stderr == (f"audiovis: error: workspace '{ws_copy.resolve()}' is being written by another process "
+        assert r.stderr == (f"audiovis: error: workspace '{ws_copy.resolve()}' is being written by another writer "
                             f"(PID {os.getpid()}: audiovis run (the test)); wait for it to finish, or run the "
                             f"command again with --wait\n")
         r = cli("report", "-w", ws_copy, timeout=60)       # readers never take the lock
