@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -93,3 +94,50 @@ def test_workspace_is_storage_and_knows_nothing_of_cold_start():
             "assert not any(hasattr(w.Workspace, n) for n in ('embed', 'recommend', 'add'))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_artifacts_are_written_with_the_umask_not_0600(ws):
+    save_npy(ws.path / "a.npy", np.zeros(3))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (ws.path / "a.npy").stat().st_mode & 0o777 == 0o666 & ~umask   # readable by a team sharing it
+
+
+def test_done_marker_records_its_outputs_and_says_why_a_stage_reruns(ws, capsys):
+    from audiovis.workspace import FINGERPRINT_SAMPLE, fingerprint
+    big = ws.path / "index" / "acts.npy"
+    big.parent.mkdir()
+    big.write_bytes(bytes(range(256)) * (3 * FINGERPRINT_SAMPLE // 256))
+    ws.mark_done("index", {"config": {"k": 5}}, outputs=["index/acts.npy", "index/absent.json"])
+    done = ws.get_meta("done:index")
+    assert done["outputs"] == {"index/acts.npy": fingerprint(big)}      # what exists is recorded
+    assert ws.finished("index", ["index/acts.npy"], config={"k": 5}) == done
+    assert ws.finished("index", config={"k": 6}) is None
+    assert capsys.readouterr().err == "audiovis: index: running again: its config changed\n"
+    data = bytearray(big.read_bytes())
+    data[len(data) // 2] ^= 1                   # the middle: not sampled, the size is the same
+    big.write_bytes(bytes(data))
+    assert ws.finished("index", config={"k": 5}) == done                # sampled: head and tail only
+    data[-1] ^= 1
+    big.write_bytes(bytes(data))
+    assert ws.finished("index", config={"k": 5}) is None
+    assert "output index/acts.npy is not the file the stage wrote" in capsys.readouterr().err
+    ws.require("index")                         # readers check that the files are there, not their bytes
+    big.unlink()
+    with pytest.raises(Exception, match="the 'index' stage's output index/acts.npy is missing: run `audiovis index"):
+        ws.require("index")
+
+
+def test_a_workspace_that_cannot_be_written_is_read_read_only(ws, monkeypatch):
+    """Where the tests run as root, file modes stop nothing: the code path is taken by what ``os.access`` says
+    (tests/test_integrity.py mounts a read-only copy where it may)."""
+    ws.set_meta("x", 1)
+    ws.close()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **k: False if mode & os.W_OK else real(p, mode, **k))
+    ro = Workspace(ws.path)
+    assert not ro.writable
+    assert ro.get_meta("x") == 1
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        ro.set_meta("x", 2)
+    assert not list(ws.path.glob(".audiovis.lock"))
