@@ -218,15 +218,19 @@ def test_4_read_commands_work_on_a_read_only_workspace(read_only, ws_copy, corpu
     assert _tree(ws_copy) == before                          # nothing written on read
 
 
-def test_4_the_page_plays_clips_from_a_read_only_workspace(read_only, monkeypatch):
+@pytest.mark.parametrize("view", ["unit", "song"])
+def test_4_the_page_plays_clips_from_a_read_only_workspace(read_only, monkeypatch, view):
     from streamlit.testing.v1 import AppTest
 
     from audiovis.cli import page_path
     from audiovis.ui.common import WORKSPACES_ENV
     monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(read_only))
     monkeypatch.setenv(WORKSPACES_ENV, str(read_only))
-    at = AppTest.from_file(str(page_path()), default_timeout=120).run()
+    at = AppTest.from_file(str(page_path()), default_timeout=120)
+    at.query_params["view"] = view
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
     audio = [el for el in at.get("audio")]
     assert audio, "no clip on the page"
     assert all(el.proto.url for el in audio)
