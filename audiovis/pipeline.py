@@ -12,6 +12,7 @@ from .errors import ParameterError
 from .evaluate import evaluate
 from .factors import factorize
 from .index import IndexConfig, build_index
+from .lock import writer_lock
 from .train import TrainConfig, train
 from .workspace import Workspace
 
@@ -47,6 +48,13 @@ def run_pipeline(workspace, audio_dir, plays, manifest=None, labels=None, segmen
         raise ParameterError("a listening log (--plays) is needed to train the content CNN; without one, give "
                              "--model to index a model of your own (e.g. --model crepe)")
     stages = stages or (ADAPTER_STAGES if model is not None else STAGES)
+    with writer_lock(ws.path, command=f"run_pipeline({', '.join(stages)})"):    # one writer at a time
+        return _run_stages(ws, stages, audio_dir, plays, manifest, labels, segments, feature, factors, training,
+                           index, n_jobs, allow_outside, progress, model)
+
+
+def _run_stages(ws, stages, audio_dir, plays, manifest, labels, segments, feature, factors, training, index,
+                n_jobs, allow_outside, progress, model) -> dict:
     out, times = {}, {}
     for stage in stages:
         t0 = time.time()

@@ -9,6 +9,11 @@ Layout::
     WS/evaluation.json/.md   cold-start evaluation
     WS/index/                per-unit top/bottom-k, statistics, per-window activations
 
+Each stage's done-marker (meta ``done:STAGE``) records its settings and the files it wrote, with their sizes
+and sampled hashes (:meth:`Workspace.mark_done`); :meth:`Workspace.finished` says whether the stage is still up
+to date, :meth:`Workspace.require` whether what a later step reads is there. A workspace this process cannot write
+is read through a read-only catalogue (:attr:`Workspace.writable`).
+
 Every artifact is written to a temporary name in the same folder and renamed into place, so a killed run
 never leaves a half-written file behind. A run killed with ``kill -9`` leaves its temporaries
 (``.NAME.XXXXXXXX.SUFFIX``, never read as artifacts); :func:`clean_stale_temps` removes them from the folders
@@ -73,8 +78,20 @@ _TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.[^./]+$")
 # the folders of a workspace that audiovis writes artifacts to (relative to the workspace)
 TEMP_FOLDERS = ("", "features", "features/cache", "index", "uploads", "visualise", "visualise/dreams")
 STALE_TEMP_AGE_S = 600.0
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)                 # read once, at import (there is no way to read it without setting it)
+
+
+def _read_umask() -> int:
+    """The process's umask: from /proc where there is one (reading it by setting it races other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1], 8) for ln in f if ln.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+_UMASK = _read_umask()
 _CLEANED: set[Path] = set()      # workspaces whose stale temporaries this process has removed
 
 
