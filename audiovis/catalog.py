@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -170,7 +171,13 @@ def engine_signature(*parts) -> str:
 
 
 def content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-1 of a file's bytes (identical files under two song ids are duplicates)."""
+    """SHA-1 of a file's bytes (identical files under two song ids are duplicates).
+
+    Raises OSError, without opening it, for what is not a regular file (a FIFO would block the read forever).
+    """
+    what = audio.not_regular(path)
+    if what is not None:
+        raise OSError(errno.EINVAL, f"not a regular file ({what})", str(path))
     h = hashlib.sha1()
     with open(path, "rb") as f:
         while b := f.read(chunk):
@@ -186,8 +193,7 @@ def _drop_duplicates(songs: list[tuple], problems: list[tuple[str, str]]) -> tup
     """
     by_size: dict[int, list[int]] = {}
     for i, s in enumerate(songs):
-        if audio.not_regular(s[1]) is None:      # only regular files are hashed (a FIFO would block)
-            by_size.setdefault(os.stat(s[1]).st_size, []).append(i)
+        by_size.setdefault(os.stat(s[1]).st_size, []).append(i)
     first: dict[str, str] = {}
     aliases: dict[str, str] = {}
     for group in by_size.values():

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +251,21 @@ def test_mpg123_noise_does_not_reach_stderr(tmp_path, capfd):
                     b"[src/libmpg123/parse.c:1230] error: Giving up resync after 1024 bytes.\n"
                     b"a real problem elsewhere\n")
     assert capfd.readouterr().err == "a real problem elsewhere\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs or Unix sockets here")
+def test_fifos_sockets_and_devices_are_named_never_opened(tmp_path):
+    import socket
+    fifo, sock = tmp_path / "pipe.mp3", tmp_path / "sock.wav"
+    os.mkfifo(fifo)                              # open() would wait for a writer forever
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(sock))
+    try:
+        for p, what in ((fifo, "a FIFO, a named pipe"), (sock, "a socket"), (Path("/dev/null"), "a character device")):
+            assert audio.not_regular(p) == what
+            with pytest.raises(AudioError) as e:
+                audio.info(p)
+            assert str(e.value) == f"'{p}': not a regular file ({what}); skipped without reading it"
+    finally:
+        s.close()
+    assert audio.not_regular(tmp_path / "absent.wav") is None     # reported as missing by the caller

@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import numpy as np
@@ -135,3 +136,12 @@ def test_ingest_writes_catalogue_report_and_markers_in_one_pass(corpus, tmp_path
     ws.mark_done("train", {"summary": {}})
     ingest(ws, audio, plays, labels=corpus["labels"], force=True, progress=False)
     assert ws.get_meta("done:train") is None and ws.get_meta("done:ingest")["summary"] == s
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_content_hash_never_opens_a_fifo(tmp_path):
+    from audiovis.catalog import content_hash
+    fifo = tmp_path / "x.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=r"not a regular file \(a FIFO, a named pipe\)"):
+        content_hash(fifo)                      # would block forever in open()
