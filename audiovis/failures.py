@@ -5,7 +5,8 @@
 workspace locked by another writer) is one line on stderr and exit status 2; anything else is one line too, exit
 status 1. Either way the full traceback is appended to a log file, ``WS/logs/errors.log``, or, when the workspace
 cannot be written (a read-only mount) or does not exist, ``errors.log`` in the user's cache folder
-(``$XDG_CACHE_HOME/audiovis``, by default ``~/.cache/audiovis``); ``--debug`` also prints it.
+(``$XDG_CACHE_HOME/audiovis``, by default ``~/.cache/audiovis``); ``--debug`` also prints it. A log over 1 MiB
+is renamed ``errors.log.1`` (replacing the previous one) before the next traceback is written.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from .errors import AudiovisError
 
 LOG_NAME = "errors.log"
+LOG_MAX_BYTES = 1 << 20        # then errors.log becomes errors.log.1 and a new one starts
 _SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")    # numpy's tofile/save on a full disk (no errno)
 
 # the stage that writes each workspace file (each stage's OUTPUTS), to name the command that rebuilds it
@@ -49,6 +51,9 @@ def describe(e: BaseException, workspace: str | os.PathLike | None) -> str | Non
         return str(e)
     if isinstance(e, sqlite3.DatabaseError):
         db = ws / "catalog.sqlite" if ws else "catalog.sqlite"
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            return (f"the catalogue '{db}' stayed busy for 30 s (another process is writing to it): run the "
+                    f"same command again")
         if isinstance(e, sqlite3.OperationalError) and ("unable to open" in str(e) or "readonly" in str(e)):
             return (f"cannot open the catalogue '{db}' ({e}): check that it exists and that you may read it "
                     f"(and write it, for a command that changes the workspace)")
@@ -89,6 +94,8 @@ def _write_log(e: BaseException, workspace, argv) -> Path | None:
     for path in dict.fromkeys([log_path(workspace), log_path(None)]):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.stat().st_size > LOG_MAX_BYTES:     # keep one older log, not every one
+                os.replace(path, path.with_suffix(".log.1"))
             with open(path, "a", encoding="utf-8") as f:
                 f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: audiovis "
                         f"{' '.join(map(str, argv))}\n")

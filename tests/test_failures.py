@@ -67,3 +67,15 @@ def test_the_log_goes_to_the_workspace_else_the_cache(ws, tmp_path, monkeypatch,
         f"audiovis: error: unexpected KeyError: 'surprise'; traceback in {tmp_path}/cache/audiovis/errors.log; "
         f"please report it\n")
     assert f"audiovis report -w {ws}" in (tmp_path / "cache" / "audiovis" / "errors.log").read_text()
+
+
+def test_the_log_keeps_one_older_file(ws):
+    log = ws / "logs" / "errors.log"
+    log.parent.mkdir()
+    log.write_bytes(b"x" * (failures.LOG_MAX_BYTES + 1))
+    try:
+        raise RuntimeError("again")
+    except RuntimeError as e:
+        failures.report(e, ws, ["index"])
+    assert (ws / "logs" / "errors.log.1").stat().st_size == failures.LOG_MAX_BYTES + 1
+    assert "RuntimeError: again" in log.read_text() and log.stat().st_size < 10_000
