@@ -1,0 +1,100 @@
+"""What to explain: a scalar of one window that a model computes, named for the user.
+
+* a unit's activation (``"cnn3:17"``, ``"tags:rock"``, ``"conv3:17"``): as the unit index measures it, the
+  maximum over the window's time steps (:meth:`audiovis.visualise.objectives.Objective.measure`);
+* a listener's cold-start score: the dot product of the window's predicted factors with the listener's WMF
+  factors (what :meth:`audiovis.coldstart.ColdStart.listeners` ranks by);
+* the similarity to a catalogue song: the cosine of the window's predicted factors with the song's predicted
+  factors (what :meth:`audiovis.coldstart.ColdStart.similar` ranks by).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import ParameterError
+from ..units import parse_unit
+
+KINDS = ("unit", "listener", "similar")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A scalar per window: ``fn(acts, out)`` [shape=(b,)] of the layers ``layers``.
+
+    Attributes
+    ----------
+    kind : {'unit', 'listener', 'similar'}
+    name : str          ``"cnn3:17"``, ``"U00042"``, ``"song012"``
+    title : str         for people: ``"unit cnn3:17"``, ``"listener U00042's score"``
+    """
+
+    kind: str
+    name: str
+    title: str
+    layers: tuple
+    fn: Callable = field(compare=False, repr=False)
+
+    def __call__(self, acts: dict, out: torch.Tensor) -> torch.Tensor:
+        return self.fn(acts, out)
+
+
+def unit_target(net, unit: str, window=None) -> Target:
+    """A unit's activation in the window (max over its time steps)."""
+    u = parse_unit(unit, net.layers(window))
+    name = str(u)
+
+    def fn(acts, out, layer=u.layer, i=u.index):
+        a = acts[layer][:, i]
+        return a.amax(-1) if a.ndim == 2 else a
+
+    return Target("unit", name, f"unit {name}", (u.layer,), fn)
+
+
+def _need_factors(net, what: str) -> None:
+    if not net.has_factors:
+        raise ParameterError(f"{what} needs the workspace's CNN (its output is the factors); this workspace is "
+                             f"indexed with a model of your own ({net.name})")
+
+
+def listener_target(net, ws, user: str) -> Target:
+    """Listener ``user``'s cold-start score: window factors . listener factors."""
+    from ..factors import load_factors
+    _need_factors(net, "a listener's score")
+    ids = ws.user_ids()
+    if str(user) not in ids:
+        close = [u for u in ids if str(user).lower() in u.lower()][:5]
+        raise ParameterError(f"listener {user!r} is not in the workspace ({len(ids)} listeners"
+                             + (f"; did you mean {', '.join(close)}?" if close else
+                                f", e.g. {', '.join(ids[:3])}") + ")")
+    x = torch.from_numpy(np.asarray(load_factors(ws)["user_factors"][ids.index(str(user))], np.float32))
+    return Target("listener", str(user), f"listener {user}'s score", (), lambda acts, out: out @ x.to(out))
+
+
+def similar_target(net, ws, song: str) -> Target:
+    """Cosine similarity of the window's factors to catalogue song ``song``'s predicted factors."""
+    from ..index import UnitIndex
+    _need_factors(net, "the similarity to a song")
+    ids = ws.song_ids()
+    if str(song) not in ids:
+        raise ParameterError(f"song {song!r} is not in the workspace (e.g. {', '.join(ids[:3])})")
+    y = torch.from_numpy(np.asarray(UnitIndex(ws).song_factors[ids.index(str(song))], np.float32))
+    return Target("similar", str(song), f"similarity to {song}", (),
+                  lambda acts, out: F.cosine_similarity(out, y.to(out).expand_as(out), dim=-1))
+
+
+def make_target(net, ws=None, unit: str | None = None, listener: str | None = None, similar: str | None = None,
+                window=None) -> Target:
+    """The one target named by ``unit``, ``listener`` or ``similar``."""
+    given = [k for k, v in (("unit", unit), ("listener", listener), ("similar", similar)) if v is not None]
+    if len(given) != 1:
+        raise ParameterError(f"name one target: --unit, --listener or --similar (got {', '.join(given) or 'none'})")
+    if unit is not None:
+        return unit_target(net, unit, window)
+    if ws is None:
+        raise ParameterError("a listener's score or a similarity needs a workspace")
+    return listener_target(net, ws, listener) if listener is not None else similar_target(net, ws, similar)
