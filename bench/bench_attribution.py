@@ -32,6 +32,9 @@ def main():
     ap.add_argument("--random", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reduce", default="mean", choices=["mean", "max"], help="a unit's value over time")
+    ap.add_argument("--floor-percentile", type=float, help="the floor (default: network.FLOOR_PERCENTILE)")
+    ap.add_argument("--no-timing", action="store_true")
     a = ap.parse_args()
     import numpy as np
     import torch
@@ -39,19 +42,23 @@ def main():
     from audiovis.errors import AudiovisError
     from audiovis.factors import load_factors
     from audiovis.index import UnitIndex
+    from audiovis.interpret import network
     from audiovis.interpret.attribution import attribute, target_function
     from audiovis.interpret.faithfulness import deletion
     from audiovis.interpret.network import load_network
     from audiovis.interpret.targets import listener_target, unit_target
     from audiovis.interpret.why import pick_window, song_windows
     from audiovis.workspace import Workspace
+    if a.floor_percentile is not None:
+        network.FLOOR_PERCENTILE = a.floor_percentile
     ws = Workspace(a.workspace)
     net = load_network(ws)
     ix = UnitIndex(ws)
     arch = getattr(net.model.cfg, "arch", "adapter") if net.model is not None else "adapter"
     layers = a.layers or (["cnn3", "dense1"] if arch == "musicnn" else ["conv3", "dense1"])
     print(f"workspace {ws.path} ({arch}); {platform.node()}, {os.cpu_count()} CPUs, torch threads {a.threads}; "
-          f"IG {a.steps} steps, deletion {a.deletion_steps} steps vs {a.random} random orders\n")
+          f"IG {a.steps} steps, deletion {a.deletion_steps} steps vs {a.random} random orders; units: {a.reduce} over "
+          f"time; floor: percentile {network.FLOOR_PERCENTILE:g} of the clip\n")
 
     def one(target, window):
         att = attribute(net, target, window, "ig", a.steps)
@@ -65,7 +72,7 @@ def main():
         for r in rows:
             top = ix.top(r["unit"], n=1)[0]
             w = song_windows(ws, top["song_id"], float(top["start_s"]))[0]
-            t = unit_target(net, r["unit"], w)
+            t = unit_target(net, r["unit"], w, a.reduce)
             try:
                 res.append((r["unit"], *one(t, w)))
             except AudiovisError as e:
@@ -95,6 +102,8 @@ def main():
         print(f"| {name} | {below}/{len(ok)} ({below / max(len(ok), 1):.0%}) | "
               f"{statistics.median(x for x, _ in ok):.3f} | {statistics.median(y for _, y in ok):.3f} |")
 
+    if a.no_timing:
+        return
     t, w = timing_case
     f = target_function(net, t, w)
     x = torch.from_numpy(w.S_db[None].copy())

@@ -1,8 +1,10 @@
 """Attribution of a target to the cells of one window's time x mel-band grid, with Captum.
 
 Every method explains the difference between the target on the clip and on its *floor*: the same window with
-every cell at the clip's quietest level (:attr:`~audiovis.interpret.network.Window.floor_db`), i.e. the clip
-taken away. A cell's attribution is its share of that difference (integrated gradients' completeness: the
+every cell at the clip's quiet background level (its 5th percentile,
+:attr:`~audiovis.interpret.network.Window.floor_db`), i.e. the clip taken away. (Its very quietest cell is
+often digital silence, -100 dB, far outside what the models were trained on: removed cells became holes that the
+dense layers overreact to.) A cell's attribution is its share of that difference (integrated gradients' completeness: the
 cells sum to it, up to the path integral's error, ``delta``).
 
 ``ig``

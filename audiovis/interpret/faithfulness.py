@@ -82,7 +82,8 @@ def deletion(att, steps: int = STEPS, n_random: int = N_RANDOM, seed: int = 0, n
     def norm(v):
         return (v - att.floor_value) / change
 
-    curve = norm(deletion_values(net, t, w, np.argsort(-att.A, axis=None, kind="stable"), fr))
+    toward = np.sign(change) * att.A          # the cells that carry the clip's difference from its floor first
+    curve = norm(deletion_values(net, t, w, np.argsort(-toward, axis=None, kind="stable"), fr))
     rng = np.random.default_rng(seed)
     rand = [norm(deletion_values(net, t, w, rng.permutation(att.A.size), fr)) for _ in range(int(n_random))]
     R = np.mean(rand, axis=0)

@@ -22,6 +22,7 @@ from ..activations import Recorder
 from ..errors import ParameterError
 from ..units import Layers, layer_sizes
 
+FLOOR_PERCENTILE = 5.0   # the floor: this percentile of the clip's cells, its quiet background level
 SILENT_DB = 1.0          # a window whose log-mel spans less than this (dB) carries nothing to attribute
 MAX_WINDOWS = 64         # windows scanned when the window is chosen for the user
 
@@ -47,8 +48,8 @@ class Window:
 
     @property
     def floor_db(self) -> float:
-        """The clip's quietest cell: what a removed cell is set to."""
-        return float(self.S_db.min())
+        """The clip's quiet level (:data:`FLOOR_PERCENTILE`): what a removed cell is set to."""
+        return float(np.percentile(self.S_db, FLOOR_PERCENTILE))
 
     @property
     def silent(self) -> bool:
