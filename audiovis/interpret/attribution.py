@@ -4,8 +4,8 @@ Every method explains the difference between the target on the clip and on its *
 every cell at the clip's quiet background level (its 5th percentile,
 :attr:`~audiovis.interpret.network.Window.floor_db`), i.e. the clip taken away. (Its very quietest cell is
 often digital silence, -100 dB, far outside what the models were trained on: removed cells became holes that the
-dense layers overreact to.) A cell's attribution is its share of that difference (integrated gradients' completeness: the
-cells sum to it, up to the path integral's error, ``delta``).
+dense layers overreact to.) A cell's attribution is its share of that difference (integrated gradients'
+completeness: the cells sum to it, up to the path integral's error, ``delta``).
 
 ``ig``
     Integrated gradients (Sundararajan et al. 2017, :class:`captum.attr.IntegratedGradients`): gradients along
