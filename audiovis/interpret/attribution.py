@@ -90,11 +90,12 @@ def check_window(net, target, window) -> tuple[float, float]:
     with torch.no_grad():
         v = float(f(x)[0])
         v0 = float(f(torch.full_like(x, window.floor_db))[0])
-    if target.kind == "unit" and v <= 0:
+    small = MIN_CHANGE * max(1.0, abs(v))
+    if target.kind == "unit" and v - v0 < small:      # ReLU units at 0, batch-normed ones no higher than on silence
         raise ParameterError(f"{target.title} does not fire in the window of {window.label or 'the clip'} at "
-                             f"{window.start_s:.1f} s (activation {v:.3g}): nothing to attribute; pick a window "
-                             f"where it fires (--at), e.g. one of its top clips")
-    if abs(v - v0) < MIN_CHANGE * max(1.0, abs(v)):
+                             f"{window.start_s:.1f} s (activation {v:.3g}, {v0:.3g} on silence): nothing to "
+                             f"attribute; pick a window where it fires (--at), e.g. one of its top clips")
+    if abs(v - v0) < small:
         raise ParameterError(f"{target.title} is the same on the window of {window.label or 'the clip'} at "
                              f"{window.start_s:.1f} s ({v:.4g}) as on silence ({v0:.4g}): the clip does not move "
                              f"it, so there is nothing to attribute")
