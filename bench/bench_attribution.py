@@ -126,8 +126,8 @@ def main():
         ig = timed(lambda: attribute(net, t, w, "ig", a.steps))
         g1 = timed(grad_once)
     print(f"\n| one attribution of {t.title} ({w.fcfg.window_s:g} s window), warm | s |\n|---|---|")
-    print(f"| integrated gradients, {a.steps} steps | {ig:.2f} |")
-    print(f"| baseline: one gradient (auralise's relevance) | {g1:.2f} |")
+    print(f"| integrated gradients, {a.steps} steps | {ig:.3f} |")
+    print(f"| baseline: one gradient (auralise's relevance) | {g1:.4f} |")
     print(f"| ratio | {ig / g1:.1f}x |")
 
 
