@@ -4,8 +4,9 @@
   axis, its mean over the window's time steps (every moment it fires counts, as
   :class:`audiovis.visualise.objectives.Objective` optimises it; the unit index ranks windows by the maximum, whose
   gradient reaches only the peak's step, so that deleting the peak leaves the next-highest step: on the demo's
-  from-scratch CNN integrated gradients beat random deletion for 5 of 6 conv3 units with the mean, 1 of 6 with
-  the maximum, ``bench/bench_attribution.py --reduce max`` in bench/RESULTS.md; ``reduce='max'`` asks for it);
+  from-scratch CNN integrated gradients beat random deletion for 15 of the top 20 conv3 units with the mean, 10
+  of 20 with the maximum, ``bench/bench_attribution.py [--reduce max]`` in bench/RESULTS.md; ``reduce='max'``
+  asks for it);
 * a listener's cold-start score: the dot product of the window's predicted factors with the listener's WMF
   factors (what :meth:`audiovis.coldstart.ColdStart.listeners` ranks by);
 * the similarity to a catalogue song: the cosine of the window's predicted factors with the song's predicted
