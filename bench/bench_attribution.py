@@ -32,7 +32,8 @@ def main():
     ap.add_argument("--random", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reduce", default="mean", choices=["mean", "max"], help="a unit's value over time")
+    ap.add_argument("--reduce", default="above", choices=["above", "mean", "max"],
+                    help="a unit's value over time (audiovis.interpret.targets)")
     ap.add_argument("--floor-percentile", type=float, help="the floor (default: network.FLOOR_PERCENTILE)")
     ap.add_argument("--no-timing", action="store_true")
     a = ap.parse_args()

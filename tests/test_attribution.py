@@ -153,3 +153,14 @@ def test_cli_writes_the_picture_the_sounds_and_the_areas(built_ws, tmp_path, cap
         assert (out / f).stat().st_size > 1000, f
     assert main(["attribute", "-w", str(built_ws[0]), song, "--listener", "nobody", "--out", str(out)]) == 2
     assert "audiovis: error: listener 'nobody' is not in the workspace" in capsys.readouterr().err
+
+
+def test_a_unit_with_a_time_axis_is_attributed_above_its_resting_level(clip):
+    from audiovis.interpret.targets import unit_target as target
+    net = band_net()
+    for reduce in ("above", "mean", "max"):
+        att = attribute(net, target(net, "energy:1", clip, reduce), clip, "ig", steps=16)
+        assert att.positive()[burst_cells(clip)].sum() >= 0.8, reduce
+    assert attribute(net, target(net, "energy:1", clip), clip, steps=4).floor_value == 0.0   # 'above': 0 at rest
+    with pytest.raises(ParameterError, match="reduce 'sum' is not one of above, mean, max"):
+        target(net, "energy:1", clip, "sum")

@@ -69,12 +69,18 @@ class Attribution:
 
 
 def target_function(net, target, window):
-    """``f(x)`` [shape=(b,)] for Captum: the target of log-mel windows ``x`` [shape=(b, n_mels, frames)]."""
+    """``f(x)`` [shape=(b,)] for Captum: the target of log-mel windows ``x`` [shape=(b, n_mels, frames)] (a unit's
+    target gets its layer's activations on the window's floor, its resting level)."""
     layers = list(target.layers)
+    rest = None
+    if layers:
+        with torch.no_grad():
+            acts, _ = net.forward(torch.full((1,) + window.S_db.shape, window.floor_db), layers, window)
+        rest = {k: v.detach() for k, v in acts.items()}
 
     def f(x):
         acts, out = net.forward(x, layers, window)
-        return target(acts, out)
+        return target(acts, out, rest)
     return f
 
 

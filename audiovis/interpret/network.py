@@ -135,15 +135,6 @@ class Network:
         acts = {k: (a.amax(dim=2) if a.ndim == 4 else a) for k, a in acts.items()}   # as the adapters reduce
         return acts, out
 
-    @torch.no_grad()
-    def values(self, fn, windows: list[Window], layers: list[str], batch: int = 16) -> np.ndarray:
-        """``fn(acts, out)`` [shape=(b,)] on each window (no gradients)."""
-        out = []
-        for w in windows:             # one window at a time: waveform adapters hear each through its own STFT
-            x = torch.from_numpy(w.S_db[None])
-            out.append(float(fn(*self.forward(x, layers, w))[0]))
-        return np.asarray(out)
-
 
 def load_network(ws) -> Network:
     """The model a workspace shows: the adapter it is indexed with, else its trained CNN."""

@@ -1,12 +1,12 @@
 """What to explain: a scalar of one window that a model computes, named for the user.
 
-* a unit's activation (``"cnn3:17"``, ``"tags:rock"``, ``"conv3:17"``) in the window: for a layer with a time
-  axis, its mean over the window's time steps (every moment it fires counts, as
-  :class:`audiovis.visualise.objectives.Objective` optimises it; the unit index ranks windows by the maximum, whose
-  gradient reaches only the peak's step, so that deleting the peak leaves the next-highest step: on the demo's
-  from-scratch CNN integrated gradients beat random deletion for 15 of the top 20 conv3 units with the mean, 10
-  of 20 with the maximum, ``bench/bench_attribution.py [--reduce max]`` in bench/RESULTS.md; ``reduce='max'``
-  asks for it);
+* a unit's activation (``"cnn3:17"``, ``"tags:rock"``, ``"conv3:17"``) in the window. For a layer with a time
+  axis (``reduce='above'``, the default): how far the unit rises above its resting level, averaged over the
+  window's time steps, ``mean_t max(0, a_t(clip) - a_t(floor))`` with the floor of :mod:`.attribution` (every
+  moment it fires counts; units batch-normed after their ReLU, as musicnn's, rest away from 0). ``'mean'`` and
+  ``'max'`` take the plain mean or maximum over time (the unit index ranks windows by the maximum, whose gradient
+  reaches only the peak's step, so that deleting the peak leaves the next-highest step: see
+  ``bench/bench_attribution.py --reduce``, bench/RESULTS.md);
 * a listener's cold-start score: the dot product of the window's predicted factors with the listener's WMF
   factors (what :meth:`audiovis.coldstart.ColdStart.listeners` ranks by);
 * the similarity to a catalogue song: the cosine of the window's predicted factors with the song's predicted
@@ -25,11 +25,13 @@ from ..errors import ParameterError
 from ..units import parse_unit
 
 KINDS = ("unit", "listener", "similar")
+REDUCE = ("above", "mean", "max")
 
 
 @dataclass(frozen=True)
 class Target:
-    """A scalar per window: ``fn(acts, out)`` [shape=(b,)] of the layers ``layers``.
+    """A scalar per window: ``fn(acts, out, rest)`` [shape=(b,)] of the layers ``layers``; ``rest``: the same
+    layers' activations on the window's floor (:func:`~.attribution.target_function` passes them).
 
     Attributes
     ----------
@@ -44,23 +46,25 @@ class Target:
     layers: tuple
     fn: Callable = field(compare=False, repr=False)
 
-    def __call__(self, acts: dict, out: torch.Tensor) -> torch.Tensor:
-        return self.fn(acts, out)
+    def __call__(self, acts: dict, out: torch.Tensor, rest: dict | None = None) -> torch.Tensor:
+        return self.fn(acts, out, rest)
 
 
-def unit_target(net, unit: str, window=None, reduce: str = "mean") -> Target:
-    """A unit's activation in the window: for a layer with a time axis, the ``reduce`` ('mean' or 'max') over its
-    time steps."""
-    if reduce not in ("mean", "max"):
-        raise ParameterError(f"reduce {reduce!r} is not 'mean' or 'max'")
+def unit_target(net, unit: str, window=None, reduce: str = "above") -> Target:
+    """A unit's activation in the window; for a layer with a time axis, ``reduce`` over its time steps: 'above'
+    (the mean rise above the resting level), 'mean' or 'max'."""
+    if reduce not in REDUCE:
+        raise ParameterError(f"reduce {reduce!r} is not one of {', '.join(REDUCE)}")
     u = parse_unit(unit, net.layers(window))
     name = str(u)
 
-    def fn(acts, out, layer=u.layer, i=u.index):
+    def fn(acts, out, rest, layer=u.layer, i=u.index):
         a = acts[layer][:, i]
         if a.ndim == 1:
             return a
-        return a.mean(-1) if reduce == "mean" else a.amax(-1)
+        if reduce == "above" and rest is not None:
+            return torch.relu(a - rest[layer][:, i]).mean(-1)
+        return a.amax(-1) if reduce == "max" else a.mean(-1)
 
     return Target("unit", name, f"unit {name}", (u.layer,), fn)
 
@@ -82,7 +86,7 @@ def listener_target(net, ws, user: str) -> Target:
                              + (f"; did you mean {', '.join(close)}?" if close else
                                 f", e.g. {', '.join(ids[:3])}") + ")")
     x = torch.from_numpy(np.asarray(load_factors(ws)["user_factors"][ids.index(str(user))], np.float32))
-    return Target("listener", str(user), f"listener {user}'s score", (), lambda acts, out: out @ x.to(out))
+    return Target("listener", str(user), f"listener {user}'s score", (), lambda acts, out, rest: out @ x.to(out))
 
 
 def similar_target(net, ws, song: str) -> Target:
@@ -94,7 +98,7 @@ def similar_target(net, ws, song: str) -> Target:
         raise ParameterError(f"song {song!r} is not in the workspace (e.g. {', '.join(ids[:3])})")
     y = torch.from_numpy(np.asarray(UnitIndex(ws).song_factors[ids.index(str(song))], np.float32))
     return Target("similar", str(song), f"similarity to {song}", (),
-                  lambda acts, out: F.cosine_similarity(out, y.to(out).expand_as(out), dim=-1))
+                  lambda acts, out, rest: F.cosine_similarity(out, y.to(out).expand_as(out), dim=-1))
 
 
 def make_target(net, ws=None, unit: str | None = None, listener: str | None = None, similar: str | None = None,
