@@ -55,8 +55,10 @@ def unit_target(net, unit: str, window=None, reduce: str = "above") -> Target:
     (the mean rise above the resting level), 'mean' or 'max'."""
     if reduce not in REDUCE:
         raise ParameterError(f"reduce {reduce!r} is not one of {', '.join(REDUCE)}")
-    u = parse_unit(unit, net.layers(window))
-    name = str(u)
+    layers = net.layers(window)
+    u = parse_unit(unit, layers)
+    named = getattr(layers, "names", {}).get(u.layer)
+    name = f"{u.layer}:{named[u.index]}" if named else str(u)          # tags:jazz rather than tags:9
 
     def fn(acts, out, rest, layer=u.layer, i=u.index):
         a = acts[layer][:, i]
