@@ -57,5 +57,15 @@ def test_why_for_an_upload_similar_song_and_likely_listener(built_ws, corpus):
     at.toggle(key=f"why_listener_{ws.user_ids()[1]}_on").set_value(True).run()
     assert not at.exception and len(at.get("image")) == 4 and len(at.get("audio")) == 6
     caps = [i.proto.imgs[0].caption for i in at.get("image")]
-    assert caps[0].startswith(f"similarity to {ws.song_ids()[3]} = ") and "song000.wav" in caps[0]
+    assert caps[0].startswith(f"similarity to {ws.song_ids()[3]} = ") and "on song000.wav at" in caps[0]
     assert caps[2].startswith(f"listener {ws.user_ids()[1]}'s score = ")
+
+
+def test_an_upload_is_written_once_under_its_own_name(tmp_path, monkeypatch):
+    import tempfile
+
+    from audiovis.ui.why import upload_path
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    p = upload_path("../my song.mp3", b"abc")
+    assert p.endswith("my song.mp3") and open(p, "rb").read() == b"abc"
+    assert upload_path("my song.mp3", b"abc") == p and upload_path("my song.mp3", b"abd") != p

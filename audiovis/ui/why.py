@@ -57,10 +57,11 @@ def layer_walk_data(ws_path: str, stamp: str, song: str, at: float) -> list[dict
 
 
 def upload_path(name: str, data: bytes) -> str:
-    """An upload written once to a temporary file (attribution reads audio from a file)."""
-    d = Path(tempfile.gettempdir()) / "audiovis-why"
+    """An upload written once to a temporary file under its own name (attribution reads audio from a file and
+    names the clip after it), in a folder per content."""
+    d = Path(tempfile.gettempdir()) / "audiovis-why" / hashlib.sha1(data).hexdigest()[:20]
     d.mkdir(parents=True, exist_ok=True)
-    p = d / (hashlib.sha1(data).hexdigest()[:20] + Path(name).suffix.lower())
+    p = d / (Path(name).name or "upload")
     if not p.exists():
         p.write_bytes(data)
     return str(p)
