@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute even if up to date")
     from .visualise.cli import add_parsers as _add_visualise_parsers  # filters, dream, auralise, backward, dissect
     _add_visualise_parsers(sub, _ws_arg)
+    from .interpret.cli import add_parsers as _add_interpret_parsers  # attribute
+    _add_interpret_parsers(sub, _ws_arg)
     ap.subcommands = sub.choices
     _boundary_opts(ap)
     return ap
@@ -341,6 +343,9 @@ def _dispatch(a) -> int:
     elif a.cmd in ("filters", "dream", "auralise", "backward", "dissect"):
         from .visualise.cli import run as _run_visualise
         return _run_visualise(ws, a)
+    elif a.cmd == "attribute":
+        from .interpret.cli import run as _run_interpret
+        return _run_interpret(ws, a)
     elif a.cmd == "export":
         from .export import export_index
         _print(export_index(ws, a.out, fmt=a.fmt, force=a.force))

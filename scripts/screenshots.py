@@ -27,6 +27,8 @@ def main(argv=None):
     ap.add_argument("--name", default="screenshot", help="file names: NAME-unit.png, NAME-layer.png")
     ap.add_argument("--clips", type=int, default=10)
     ap.add_argument("--song", help="also the song view of this song (with its taggram): NAME-song.png")
+    ap.add_argument("--why", action="store_true", help="also the unit view with the first clip's 'why?' open: "
+                                                       "NAME-why.png")
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
     a.out.mkdir(parents=True, exist_ok=True)
@@ -36,6 +38,15 @@ def main(argv=None):
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
             open_and_wait(page, f"{base}/?view=unit&unit={a.unit}&n={a.clips}&bottom=0", a.clips)
             page.screenshot(path=str(a.out / f"{a.name}-unit.png"))
+            if a.why:
+                page.get_by_text("why?", exact=True).first.click()
+                page.wait_for_function(f"document.querySelectorAll('audio').length >= {a.clips + 3}",
+                                       timeout=600_000)
+                page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                       timeout=600_000)
+                page.get_by_text("why?", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+                page.wait_for_timeout(1000)
+                page.screenshot(path=str(a.out / f"{a.name}-why.png"))
             page.goto(f"{base}/?view=layer&layer={a.layer}")
             page.wait_for_selector("img", timeout=120_000)
             page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)

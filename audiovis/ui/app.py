@@ -48,6 +48,7 @@ from audiovis.ui.common import (
     ws_state,
 )
 from audiovis.ui.listeners import unit_listeners_ui
+from audiovis.ui.why import layer_walk_ui, why_ui
 
 VIEWS = {"unit": "Unit", "layer": "Layer overview", "song": "Song"}
 OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
@@ -252,6 +253,7 @@ def unit_ui(ws_path: str) -> dict:
             clip_player(r.audio, r.mime)
         with right:
             st.image(r.image, width="stretch")
+        why_ui(ws_path, r.song_id, unit=unit, at=r.start_s, key=f"why_{unit}_{r.rank}")
     return {"view": "unit", "unit": unit, "n": n, "bottom": int(bottom)}
 
 
@@ -375,6 +377,7 @@ def song_ui(ws_path: str) -> dict:
         with cols[i % len(cols)]:
             if st.button(f"{ex.unit_label(u)} (+{z:.1f} σ)", key=f"song_unit_{u}", width="stretch"):
                 goto(view="unit", unit=u, layer=layer, query="")
+    layer_walk_ui(ws_path, sid, ex.song_duration(song_idx))
     return {"view": "song", "song": sid, "layer": layer}
 
 

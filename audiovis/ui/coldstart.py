@@ -15,6 +15,7 @@ from ..pictures import render_timelines
 from ..workspace import Workspace
 from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed
 from .listeners import counterfactual_ui, drivers_text, drivers_ui
+from .why import upload_path, why_listeners_ui, why_ui
 
 
 @st.cache_resource(show_spinner="Loading the model for cold-start queries...", max_entries=4)
@@ -87,11 +88,13 @@ def coldstart_ui(ws_path: str) -> dict:
                 clip_player(audio_bytes, mime)
             except AudiovisError as e:
                 st.warning(f"cannot play {r['song_id']}: {e}")
+            why_ui(ws_path, upload_path(up.name, data), similar=r["song_id"], key=f"why_similar_{r['song_id']}")
     with right:
         st.markdown("#### Likely listeners")
         st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3), "driven by": drivers_text(r, 1)}
                       for r in rec["listeners"]], hide_index=True, width="stretch")
         drivers_ui(ws_path, rec["listeners"])
+        why_listeners_ui(ws_path, upload_path(up.name, data), [r["user_id"] for r in rec["listeners"]])
         st.markdown("#### Most active units")
         st.markdown("\n".join(
             f"{r['rank']}. [{r['unit']}]({unit_link(r['unit'], ws_path)}) · z {r['score']:.2f} · peak "
