@@ -265,7 +265,7 @@ def main(argv=None) -> int:
 
 
 # subcommands that only read a workspace: they never take its writer lock (audiovis.lock) and work read-only
-READERS = ("check", "serve", "report", "recommend", "embed", "export")
+READERS = ("check", "serve", "report", "recommend", "embed", "export", "attribute")
 
 
 def _writing(a):
