@@ -184,8 +184,18 @@ def unit_view_data(ws_path: str, unit: str, n: int = 10, bottom: bool = False, s
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def unit_table(ws_path: str, layer: str | None, sort: str = "strength", query: str = "", stamp: str = "") -> list[dict]:
-    return get_explorer(ws_path).unit_table(layer, sort=sort, query=query)
+def unit_table(ws_path: str, layer: str | None, sort: str = "strength", query: str = "", flagged: bool = False,
+               stamp: str = "") -> list[dict]:
+    """:meth:`Explorer.unit_table` (cached): dead and edge units only with ``flagged``."""
+    return get_explorer(ws_path).unit_table(layer, sort=sort, query=query, flagged=flagged)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def playlist_audio(ws_path: str, unit: str, n: int, bottom: bool = False, stamp: str = "") -> tuple[bytes, str, list]:
+    """A unit's clips as one track (:func:`audiovis.playlist.playlist`): bytes, mime, each clip's start (s)."""
+    from ..playlist import playlist
+    p = playlist(get_explorer(ws_path), unit, n, bottom)
+    return p.data, p.mime, p.starts
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
