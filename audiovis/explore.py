@@ -24,6 +24,7 @@ from .adapters import WindowSource, adapter_curves, read_unit_notes, workspace_a
 from .dictionary import feature_curves
 from .errors import ParameterError, WorkspaceError
 from .explain import load_explanations
+from .features import mel_frequencies
 from .flags import unit_flags
 from .index import UnitIndex
 from .labels import clip_labels, concept_at, load_dissection, text_matches, unit_match
@@ -108,6 +109,7 @@ class Explorer:
                 self.model_name = f"audiovis content model on musicnn {model.dataset.upper()}"
         self.cfg = self.store.cfg
         self.hop_s = self.cfg.hop_length / self.cfg.sr
+        self.mel_hz = mel_frequencies(self.cfg.n_mels, self.cfg.sr, self.cfg.fmin, self.cfg.fmax)   # picture axes
         self.songs = ws.songs()
         self.song_ids = [s["song_id"] for s in self.songs]
         self.labels = ws.labels()
@@ -147,17 +149,14 @@ class Explorer:
 
         Parameters
         ----------
-        sort : str
-            'strength' (mean of the top activations), 'selectivity' ((strength - mean) / std), 'sparsity'
-            (fraction of windows with activation <= 0), 'label' (score of the best dissection label), 'score'
-            (the explanation's simulation score, :mod:`audiovis.explain`) or 'unit'.
-        query : str
-            Keep the units whose id, name, labels or explanation match every word of it (or, when no unit does,
-            some word), best match first (:func:`audiovis.labels.unit_match`: match quality, then the matching
-            label's score), ``sort`` breaking ties; 'distorted guitar' finds the ``lead=distortion_guitar``
-            detectors first, 'rock' the tagger's ``tags:rock``.
-        flagged : bool
-            Keep dead and edge-artifact units (:mod:`audiovis.flags`); they are left out by default.
+        sort : str   'strength' (mean of the top activations), 'selectivity' ((strength - mean) / std),
+            'sparsity' (share of windows <= 0), 'label' (the best dissection label's score), 'score' (the
+            explanation's simulation score, :mod:`audiovis.explain`) or 'unit'.
+        query : str   keep the units whose id, name, labels or explanation match every word of it (or, when no
+            unit does, some word), best match first (:func:`audiovis.labels.unit_match`: match quality, then
+            the matching label's score), ``sort`` breaking ties: 'distorted guitar' finds the
+            ``lead=distortion_guitar`` detectors first, 'rock' the tagger's ``tags:rock``.
+        flagged : bool   keep dead and edge-artifact units (:mod:`audiovis.flags`); left out by default.
         """
         if sort not in SORT_KEYS:
             raise ParameterError(f"sort key {sort!r} is not one of {', '.join(SORT_KEYS)}")
@@ -342,7 +341,7 @@ class Explorer:
         times, values = curve if curve is not None else self.activation_curve(u, row.song_idx, row.start_s,
                                                                                 row.end_s)
         row.curve_max = float(values.max()) if len(values) else 0.0
-        return render_clip(S, t0, self.hop_s, times, values, row.peak_s, scale)
+        return render_clip(S, t0, self.hop_s, times, values, row.peak_s, scale, freqs=self.mel_hz)
 
     def unit_view(self, unit: str | Unit, n: int = 10, bottom: bool = False, fmt: str = "ogg",
                   audio: bool = True, pictures: bool = True) -> list[ClipView]:
@@ -514,7 +513,7 @@ class Explorer:
 
     def song_picture(self, view: dict) -> bytes:
         """PNG of a :meth:`song_view` (:func:`audiovis.pictures.render_song`)."""
-        return render_song(view["S"], self.hop_s, view["curves"], view["segments"])
+        return render_song(view["S"], self.hop_s, view["curves"], view["segments"], freqs=self.mel_hz)
 
     def song_audio(self, song_idx: int, fmt: str = "ogg", max_s: float = 600.0) -> _clips.Clip:
         """The whole song (at most ``max_s`` seconds), encoded."""

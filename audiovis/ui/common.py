@@ -28,7 +28,7 @@ from ..workspace import Workspace
 
 DEFAULT_WS = "workspaces/demo"
 WORKSPACES_ENV = "AUDIOVIS_WORKSPACES"   # the served workspaces, os.pathsep-separated (set by `audiovis serve`)
-ALLOW_ADD_ENV = "AUDIOVIS_ALLOW_ADD"     # "1": visitors may add uploaded songs (`audiovis serve --allow-add`)
+ALLOW_ADD_ENV = "AUDIOVIS_ALLOW_ADD"     # "1": the page may write (`audiovis serve --allow-writes`, or --allow-add)
 log = logging.getLogger("audiovis.page")
 
 
@@ -94,8 +94,16 @@ def workspace_name(ws_path: str) -> str:
 
 
 def writes_allowed() -> bool:
-    """True when the server was started with ``--allow-add`` (visitors may add songs to the workspace)."""
+    """True when the server was started with ``--allow-writes`` (alias ``--allow-add``): only then does the page
+    write into a workspace (add an uploaded song, run a dissection, cache a dream). Otherwise it only reads."""
     return os.environ.get(ALLOW_ADD_ENV, "") == "1"
+
+
+def upload_mb() -> int:
+    """The largest upload the page takes, in MB (the cold-start limit; ``audiovis serve`` sets Streamlit's
+    ``server.maxUploadSize`` to it, so the widget and the page state one limit)."""
+    from ..coldstart import MAX_UPLOAD_BYTES
+    return MAX_UPLOAD_BYTES // 1048576
 
 
 def page_error(e: BaseException, ws_name: str = "WS") -> str:
@@ -227,6 +235,13 @@ def explanation_markdown(e: dict) -> str:
 def histogram_png(ws_path: str, unit: str, stamp: str = "") -> bytes:
     s = get_explorer(ws_path).unit_stats(unit)
     return render_histogram(s["hist"], s["hist_edges"])
+
+
+def writes_off_caption(what: str, command: str) -> None:
+    """Says that ``what`` would write into the workspace, which this server does not allow, and the command
+    that does it from a shell."""
+    st.caption(f"{what} writes into the workspace, and this server only reads (the operator can allow it with "
+               f"`audiovis serve --allow-writes`). From a shell: `{command}`.")
 
 
 def clip_player(data: bytes, mime: str = "audio/ogg") -> None:

@@ -107,7 +107,8 @@ def counterfactual_ui(ws_path: str, eng, name: str, data: bytes, rec: dict, k: i
     options = active + [u for u in lst.unit_names(eng.layers, lst.feature_dictionaries(eng.index, eng.model))
                         if u not in active]
     c1, c2 = st.columns(2)
-    ablate = c1.multiselect("Ablate units", options, key="cf_ablate", placeholder="the most active units first")
+    ablate = c1.multiselect("Ablate units", options, key="cf_ablate", placeholder="the most active units first",
+                            select_all=False, max_selections=32)   # no one-click "Select all" of every unit
     clamp_text = c2.text_input("Clamp units (UNIT=VALUE, comma-separated)", key="cf_clamp",
                                placeholder="e.g. conv3:17=2.5")
     clamp = [c.strip() for c in clamp_text.split(",") if c.strip()]
