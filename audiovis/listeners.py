@@ -434,6 +434,32 @@ class ListenerIndex:
                 "turned_away": rows(order[::-1][:n])}
 
 
+    def drivers(self, user: str | int, n: int = 10) -> list[dict]:
+        """The units that raise a listener's scores most (their effect ``x_u . d_j``, largest first): the
+        units that drive what is recommended to them."""
+        u = user if isinstance(user, (int, np.integer)) else self.user_ids.index(str(user))
+        E = self.delta @ self.user_factors[int(u)]
+        return [{"rank": r, "unit": self.units[j], "effect": float(E[j])}
+                for r, j in enumerate(np.argsort(-E, kind="stable")[:n], start=1)]
+
+
+def listening_history(workspace, user_id: str, n: int = 10) -> list[dict]:
+    """A listener's most-played songs: ``{rank, song_idx, song_id, plays}``, most plays first.
+
+    Raises
+    ------
+    ParameterError   no such listener
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    row = ws.db.execute("SELECT idx FROM users WHERE user_id=?", (str(user_id),)).fetchone()
+    if row is None:
+        raise ParameterError(f"listener {user_id!r} is not in workspace '{ws.path.name}'")
+    rows = ws.db.execute("SELECT p.song_idx, s.song_id, p.plays FROM plays p JOIN songs s ON s.idx = p.song_idx "
+                         "WHERE p.user_idx=? ORDER BY p.plays DESC, p.song_idx LIMIT ?", (row[0], int(n))).fetchall()
+    return [{"rank": r, "song_idx": int(i), "song_id": sid, "plays": float(c)}
+            for r, (i, sid, c) in enumerate(rows, start=1)]
+
+
 def unit_listeners(workspace, unit: str, n: int = 10) -> dict:
     """:meth:`ListenerIndex.of` for one unit (after :func:`build_listeners`)."""
     return ListenerIndex(workspace).of(unit, n)

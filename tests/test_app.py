@@ -237,3 +237,21 @@ def test_song_view_of_a_song_that_failed_featurize(monkeypatch, built_ws, tmp_pa
     assert not at.exception
     assert any("No activations to show" in w.value and "cannot decode (test)" in w.value for w in at.warning)
     assert not any("Most active" in m.value for m in at.markdown)
+
+
+def test_ab_view_shows_two_units_side_by_side(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], view="compare", a="conv2:1", b="conv3:2")
+    assert not at.exception and _titles(at)[0].startswith("A/B")
+    assert at.selectbox(key="unit_a").value == "conv2:1" and at.selectbox(key="unit_b").value == "conv3:2"
+    assert len(at.get("audio")) == 2 * (5 + 1)                     # per side: play all + 5 clips (k = 5)
+    assert at.query_params["a"] == "conv2:1" and at.query_params["b"] == "conv3:2"
+    at.selectbox(key="unit_b").set_value("conv1:3").run()
+    assert not at.exception and at.query_params["b"] == "conv1:3"
+
+
+def test_listener_view_without_listeners_names_the_command(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], view="listeners", user="nobody")
+    assert not at.exception
+    assert any(w.value.startswith("listener 'nobody' is not in this workspace; showing ") for w in at.warning)
+    assert any("audiovis listeners -w" in c.value for c in at.caption)
+    assert len(at.get("audio")) >= 1                                 # their most-played songs play

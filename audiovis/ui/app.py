@@ -51,11 +51,13 @@ from audiovis.ui.common import (
 from audiovis.ui.listeners import unit_listeners_ui
 
 VIEWS = {"unit": "Unit", "layer": "Layer overview", "song": "Song"}
-OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
+OPTIONAL_VIEWS = {"compare": "A/B units", "listeners": "Listener", "coldstart": "Cold start",
+                  "visualise": "Visualise"}
 ALL_LAYERS = "(all layers)"
 # widget keys kept across views (Streamlit drops the state of widgets not drawn in a run)
 PERSIST = ("ws", "view", "layer", "unit", "n", "bottom", "sort", "query", "ov_layer", "ov_sort", "song",
-           "song_query", "song_layer", "song_units", "ov_query", "flagged", "ov_flagged", "unit_b")
+           "song_query", "song_layer", "song_units", "ov_query", "flagged", "ov_flagged", "unit_a", "unit_b",
+           "listener")
 
 
 # ----------------------------------------------------------------------------- state and URL
@@ -108,6 +110,11 @@ def init_state() -> None:
         ss["bottom"] = str(qp.get("bottom", "0")).lower() in ("1", "true", "yes")
         if qp.get("song"):
             ss["song"] = ss["_song_from_url"] = qp["song"]
+        if qp.get("user"):
+            ss["_user_from_url"] = qp["user"]
+        for side in ("a", "b"):                     # the A/B view's units
+            if qp.get(side):
+                ss[f"unit_{side}"] = qp[side]
         if qp.get("q"):
             ss["query"], ss["_open_first"] = qp["q"], not qp.get("unit")
     pending = ss.pop("_goto", None)
@@ -490,8 +497,8 @@ def song_ui(ws_path: str) -> dict:
 def optional_ui(name: str, ws_path: str) -> dict:
     """A view provided by another module, ``audiovis.ui.<name>.<name>_ui(ws_path)``."""
     mod = importlib.import_module(f"audiovis.ui.{name}")
-    getattr(mod, f"{name}_ui")(ws_path)
-    return {"view": name}
+    out = getattr(mod, f"{name}_ui")(ws_path)
+    return out if isinstance(out, dict) else {"view": name}
 
 
 def main() -> None:
@@ -509,8 +516,9 @@ def main() -> None:
             sync_query({"ws": st.session_state.get("ws")})
             return
         views = available_views()
-        if not has_trained_cnn(ws_path):            # a model of your own, no plays: no cold start
+        if not has_trained_cnn(ws_path):            # a model of your own, no plays: no cold start, no listeners
             views.pop("coldstart", None)
+            views.pop("listeners", None)
         if st.session_state.get("view") not in views:
             st.session_state["view"] = "unit"
         view = st.sidebar.radio("View", list(views), key="view", format_func=views.get, horizontal=False)
