@@ -255,3 +255,13 @@ def test_listener_view_without_listeners_names_the_command(monkeypatch, built_ws
     assert any(w.value.startswith("listener 'nobody' is not in this workspace; showing ") for w in at.warning)
     assert any("audiovis listeners -w" in c.value for c in at.caption)
     assert len(at.get("audio")) >= 1                                 # their most-played songs play
+
+
+def test_unit_view_opens_dream_and_auralise_of_its_unit(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], unit="conv2:3", n="2")
+    at.button(key="unit_dream").click().run()
+    assert not at.exception and at.query_params["view"] == "visualise"
+    assert at.session_state["vis_dream_layer"] == "conv2" and at.session_state["vis_dream_idx"] == "3"
+    at = _app(monkeypatch, built_ws[0], unit="conv2:3", n="2")
+    at.button(key="unit_auralise").click().run()
+    assert not at.exception and at.session_state["vis_aur_layer"] == "conv2" and at.session_state["vis_aur_idx"] == 3

@@ -330,17 +330,22 @@ def unit_ui(ws_path: str) -> dict:
         st.caption("One track, rank order, 0.4 s of silence between clips; clip starts at "
                    + ", ".join(f"{t:.1f}" for t in starts) + " s.")
     rows = unit_view_data(ws_path, unit, n, bottom, stamp)
-    for r in rows:
-        left, right = st.columns([2, 3], vertical_alignment="center")
-        with left:
-            link = song_link(r.song_id, ws_path, unit.split(':')[0])
-            st.markdown(f"**{r.rank}. {r.song_id}** · {r.start_s:.1f}–{r.end_s:.1f} s · "
-                        f"activation **{r.activation:.2f}** [song]({link})")
-            if r.labels:
-                st.caption(format_labels(r.labels))
-            clip_player(r.audio, r.mime)
-        with right:
-            st.image(r.image, width="stretch")
+    for r in rows:                          # stacked, not in columns: at 820 px a narrow player loses its seek bar
+        link = song_link(r.song_id, ws_path, unit.split(':')[0])
+        st.markdown(f"**{r.rank}. {r.song_id}** · {r.start_s:.1f}–{r.end_s:.1f} s · "
+                    f"activation **{r.activation:.2f}** [song]({link})"
+                    + (f"  \n{format_labels(r.labels)}" if r.labels else ""))
+        clip_player(r.audio, r.mime)
+        st.image(r.image, width="content")
+    if has_trained_cnn(ws_path) and ex.model is not None:
+        c = st.columns(2)
+        layer, i = unit.split(":")
+        if c[0].button(f"Dream {unit}", key="unit_dream", width="stretch",
+                       help="open the Visualise view's Dream tab with this unit"):
+            goto(view="visualise", vis_dream_layer=layer, vis_dream_idx=i)
+        if c[1].button(f"Auralise {unit}", key="unit_auralise", width="stretch",
+                       help="open the Visualise view's Auralise tab with this unit and its top clips"):
+            goto(view="visualise", vis_aur_layer=layer, vis_aur_idx=int(i))
     return {"view": "unit", "unit": unit, "n": n, "bottom": int(bottom)}
 
 

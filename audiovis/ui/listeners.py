@@ -47,8 +47,12 @@ def unit_listeners_ui(ws_path: str, unit: str, n: int = 10) -> None:
                f"feature: its part of the layer's output taken out). It fires in "
                f"{d['songs_fired']} of {d['songs']} songs; **mean effect over all users {d['mean_effect']:+.4f}** "
                f"(mean |effect| {d['mean_abs_effect']:.4f}).")
-    st.dataframe([{"rank": r["rank"], "user": r["user_id"], "effect": round(r["effect"], 4)} for r in d["listeners"]],
-                 hide_index=True, width="content")
+    st.dataframe([{"rank": r["rank"], "user": r["user_id"], "effect": round(r["effect"], 4),
+                   "page": listener_link(r["user_id"], ws_path)} for r in d["listeners"]],
+                 hide_index=True, width="content",
+                 column_config={"page": st.column_config.LinkColumn("listener", display_text="their page ↗"),
+                                "effect": st.column_config.NumberColumn("effect", format="%+.4f",
+                                                                        help="mean rise of x_u · y")})
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -97,6 +101,15 @@ def listeners_ui(ws_path: str) -> dict:
         st.markdown("\n".join(f"{d['rank']}. [{ex.unit_label(d['unit'])}]({unit_link(d['unit'], ws_path)}) "
                                f"effect {d['effect']:+.4f}" for d in li.drivers(user, 10)))
     return {"view": "listeners", "user": user}
+
+
+def listener_link(user_id: str, ws_path: str | None = None) -> str:
+    """A relative URL that opens a listener's page (``?view=listeners&user=...``)."""
+    from urllib.parse import urlencode
+
+    from .common import workspace_name
+    return "?" + urlencode({**({"ws": workspace_name(ws_path)} if ws_path else {}), "view": "listeners",
+                            "user": user_id})
 
 
 def drivers_text(row: dict, n: int | None = None) -> str:

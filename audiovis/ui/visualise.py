@@ -81,7 +81,8 @@ def _dream_section(ws_path: str):
     ix = get_index(ws_path)
     c1, c2, c3 = st.columns([2, 2, 1])
     layer = c1.selectbox("Layer", list(ix.layers), key="vis_dream_layer")
-    which = c2.text_input("Unit index (empty: the whole layer, deep-dream style)", "0", key="vis_dream_idx")
+    st.session_state.setdefault("vis_dream_idx", "0")     # the unit view's "Dream" button may have set it
+    which = c2.text_input("Unit index (empty: the whole layer, deep-dream style)", key="vis_dream_idx")
     steps = c3.number_input("Steps", 16, 2048, RenderConfig().steps, step=64, key="vis_dream_steps")
     clip = st.text_input("Start from a real clip (SONG_ID:START_S, optional)", "", key="vis_dream_clip")
     spec = f"{layer}:{which.strip()}" if which.strip() else layer
@@ -120,7 +121,9 @@ def _auralise_section(ws_path: str):
     layer = c1.selectbox("Layer", [l for l in ix.layers if l.startswith("conv")] + [l for l in ix.layers
                                                                                   if not l.startswith("conv")],
                          key="vis_aur_layer")
-    idx = c2.number_input("Unit", 0, ix.layers[layer] - 1, 0, key="vis_aur_idx")
+    ss = st.session_state                                  # the unit view's "Auralise" button may have set it
+    ss["vis_aur_idx"] = min(max(int(ss.get("vis_aur_idx", 0)), 0), ix.layers[layer] - 1)
+    idx = c2.number_input("Unit", 0, ix.layers[layer] - 1, key="vis_aur_idx")
     unit = f"{layer}:{int(idx)}"
     top = ix.top(unit, n=10)
     if not top:
