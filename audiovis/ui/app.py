@@ -287,7 +287,7 @@ def unit_ui(ws_path: str) -> dict:
     stamp = index_stamp(ws_path)
     st.title(f"Unit {ex.unit_label(unit)}")
     options = st.session_state.get("_unit_options", [unit])
-    nav = st.columns([1, 1, 4])
+    nav = st.columns([1, 1, 1])
     nav[0].button("◀ previous", key="unit_prev", on_click=_step_unit, args=(options, unit, -1), width="stretch")
     nav[1].button("next ▶", key="unit_next", on_click=_step_unit, args=(options, unit, 1), width="stretch")
     flag = ex.unit_flag(unit)
@@ -304,13 +304,16 @@ def unit_ui(ws_path: str) -> dict:
                     "the rest; ✓ a detector, AUROC ≥ 0.9): " + " · ".join(
                         f"`{x['concept']}` {x.get('score', float('nan')):.2f}{' ✓' if x.get('detector') else ''}"
                         for x in labs[:5]))
+        if expl and expl.get("terms") and expl["terms"][0]["term"] not in {x["concept"] for x in labs[:5]}:
+            st.caption("The explanation and the labels can name different concepts: a label scores each concept "
+                       "alone (AUROC), the explanation picks the few terms that predict the activation best "
+                       "together, on other songs.")
     s = ex.unit_stats(unit)
-    left, right = st.columns([3, 2])
-    left.markdown(_stats_markdown(s))
-    left.caption("strength: mean activation of its top clips · selectivity: (strength - mean) / std, in standard "
-                 "deviations (σ) · sparsity: share of windows where it is silent (≤ 0) · mean, std: over all "
-                 "windows")
-    right.image(histogram_png(ws_path, unit, stamp), caption="activation histogram over all windows (log count)")
+    st.markdown(_stats_markdown(s))         # full width: side by side with the histogram it truncates at 820 px
+    st.caption("strength: mean activation of its top clips · selectivity: (strength - mean) / std, in standard "
+               "deviations (σ) · sparsity: share of windows where it is silent (≤ 0) · mean, std: over all "
+               "windows")
+    st.image(histogram_png(ws_path, unit, stamp), caption="activation histogram over all windows (log count)")
     with st.expander("Listeners it recruits", expanded=False):
         unit_listeners_ui(ws_path, unit)
     if flag == "dead":
