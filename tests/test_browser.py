@@ -61,8 +61,10 @@ def test_coldstart_and_visualise_views_in_a_real_browser(built_ws, corpus, tmp_p
         page.goto(f"{base}/?view=coldstart")
         page.locator("input[type=file]").set_input_files(str(song))
         page.get_by_text("Likely listeners", exact=True).wait_for(timeout=120_000)
+        page.get_by_text("writes into the workspace", exact=False).wait_for(timeout=120_000)
         page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
         main = page.inner_text("[data-testid=stMain]")
+        assert f"This is {song.stem}" in main            # a catalogue song's file, recognised
         assert song.name in main and "Likely listeners" in main and "Most active units" in main
         assert "When the most active units fire" in main
         assert "writes into the workspace, and this server only reads" in main   # unless --allow-writes
