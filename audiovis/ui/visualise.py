@@ -236,7 +236,7 @@ def _dissection_section(ws_path: str):
             st.warning(f"no concept matches {q!r}; concepts are: {', '.join(res['concepts'])}")
         for r in rows:
             st.markdown(f"- **{r['concept']}**: [{r['unit']}]({unit_link(r['unit'], ws_path)}) "
-                        f"AUROC {r['score']:.3f}{' · detector' if r['detector'] else ''}")
+                        f"AUROC {r['score']:.3f}{' · detector (AUROC ≥ 0.9)' if r['detector'] else ''}")
     info = res.get("concept_info", {})
     table = [{"concept": c, "source": info.get(c, {}).get("source", ""), "best unit": lst[0]["unit"],
               "AUROC": lst[0]["score"], "IoU": lst[0].get("iou"), "detector": lst[0]["score"] >= thr,
@@ -245,8 +245,13 @@ def _dissection_section(ws_path: str):
     n_det = sum(r["detector"] for r in table)
     st.caption(f"{n_det} of {len(table)} concepts have a detector (AUROC >= {thr}); AUROC of the unit's "
                f"per-window activation for concept-vs-rest.")
+    num = st.column_config.NumberColumn
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
-                 column_config={"open": st.column_config.LinkColumn("unit view", display_text="open")})
+                 column_config={"open": st.column_config.LinkColumn("unit view", display_text="open"),
+                                "AUROC": num("AUROC", format="%.3f", help="how well the unit's per-window activation "
+                                             "separates the concept's windows from the rest (0.5 chance, 1 perfect)"),
+                                "IoU": num("IoU", format="%.3f", help="intersection over union of the unit's top "
+                                           "0.5% windows and the concept's windows (Bau et al. 2017)")})
 
 
 def visualise_ui(ws_path: str) -> None:
