@@ -46,6 +46,10 @@ from .workspace import Workspace, save_npz
 
 LISTENERS_FILE = "listeners.npz"
 PARTIAL_FILE = "listeners.partial.npz"
+# what it costs, measured (bench/RESULTS.md): the page says it where it offers the step
+LISTENERS_COST = ("It silences every unit in turn over the catalogue: 141 s for the from-scratch demo model "
+                  "(576 units); with the default musicnn model (1,547 units) it "
+                  "had not reached its first checkpoint after 25 min on the demo on 2 shared cores.")
 
 
 def intervenable(layers: dict[str, int]) -> dict[str, int]:
@@ -378,7 +382,8 @@ def listeners_state(workspace: str | os.PathLike | Workspace) -> tuple[str, str]
         return "no-users", "This workspace has no listeners (no plays were factorised)."
     path = ws.index_dir / LISTENERS_FILE
     if not path.exists():
-        return "missing", f"Run `audiovis listeners -w {ws.path}` to see which listeners each unit recruits."
+        return "missing", (f"Run `audiovis listeners -w {ws.path}` to see which listeners each unit recruits. "
+                           f"{LISTENERS_COST}")
     with np.load(path, allow_pickle=False) as z:
         if "n_top" not in z.files or str(z["sig"]) != signature(ws, int(z["n_top"])):
             return "stale", (f"The listener effects are older than the model, factors or catalogue: run "

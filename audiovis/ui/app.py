@@ -46,6 +46,7 @@ from audiovis.ui.common import (
     unit_link,
     unit_table,
     unit_view_data,
+    workspace_name,
     ws_state,
 )
 from audiovis.ui.listeners import unit_listeners_ui
@@ -373,6 +374,10 @@ def layer_ui(ws_path: str) -> dict:
     st.title(f"Layer {layer}: {ex.layers[layer]} units")
     for msg in ex.index.stale_dictionaries.values():
         st.warning(msg)
+    if not ex.index.dictionaries and not ex.index.is_dictionary(layer):
+        st.caption(f"Dictionary features (sparse combinations of a layer's units, browsable like units) are not "
+                   f"built by default: `audiovis dictionary -w {workspace_name(ws_path)} --layer {layer}` (dense1 of "
+                   f"the demo, 3,067 windows: 42 s on 2 shared cores; the time grows with the windows).")
     if ex.explanations:
         st.image(score_png(ws_path, layer, stamp), width=480, caption="simulation scores of the layer's "
                  "explanations (audiovis explain: Pearson r on held-out songs; dashed: median)")
