@@ -349,7 +349,8 @@ class Explorer:
         u = self.parse(unit)
         rows = self.clip_rows(u, n, bottom)
         scale = max(self.index.stats(u)["max"], 1e-6)
-        curves = self.activation_curves(u, [(r.song_idx, r.start_s, r.end_s) for r in rows]) if pictures else []
+        curves = self.activation_curves(u, [(r.song_idx, r.start_s, r.end_s) for r in rows],   # dense: ~8 a clip
+                                        dense_hop_frames=max(8, self.cfg.window_frames // 8)) if pictures else []
         for i, row in enumerate(rows):
             if audio:
                 c = self.clip_audio(row.song_idx, row.start_s, row.end_s, fmt)

@@ -36,6 +36,7 @@ from audiovis.ui.common import (
     heatmap,
     histogram_png,
     index_stamp,
+    layer_table_columns,
     page_error,
     pick_workspace,
     playlist_audio,
@@ -412,24 +413,8 @@ def layer_ui(ws_path: str) -> dict:
     if not flagged:
         df = df.drop(columns=["flag"])
     st.markdown("Select a row to open its unit view (or follow its link).")
-    num = st.column_config.NumberColumn
     ev = st.dataframe(df, hide_index=True, on_select="rerun", selection_mode="single-row", key=f"ov_table_{layer}",
-                      column_config={"open": st.column_config.LinkColumn("open", display_text="open ↗"),
-                                     "strength": num("strength", format="%.2f", help="mean activation of its top "
-                                                     "clips"),
-                                     "selectivity": num("selectivity (σ)", format="%.2f", help="(strength - mean)"
-                                                        " / std over all windows"),
-                                     "mean": num("mean", format="%.2f", help="mean activation over all windows"),
-                                     "label_score": num("AUROC", format="%.3f", help="the label's AUROC: how well "
-                                                        "the unit's activation separates the concept's windows "
-                                                        "from the rest (0.5: chance, 1: perfectly)"),
-                                     "score": num("r", format="%.2f", help="the explanation's simulation score: "
-                                                  "Pearson r of the predicted and real activation on held-out "
-                                                  "songs"),
-                                     "z": num("z", format="%.2f", help="mean activation on the top concept's "
-                                              "windows, in standard deviations from the unit's mean"),
-                                     "sparsity": st.column_config.ProgressColumn("sparsity", min_value=0,
-                                                                                 max_value=1, format="%.2f")},
+                      column_config=layer_table_columns(),
                       width="stretch", height=420)
     sel = ev.selection.rows if ev is not None and hasattr(ev, "selection") else []
     if sel:

@@ -219,6 +219,23 @@ def score_png(ws_path: str, layer: str, stamp: str = "") -> bytes:
     return render_scores([ex.explanations.get(u, {}).get("score") for u in ex.index.units(layer)], 480, 140)
 
 
+def layer_table_columns() -> dict:
+    """The layer overview table's columns: every number named, with a help text and one number format."""
+    num = st.column_config.NumberColumn
+    return {"open": st.column_config.LinkColumn("open", display_text="open ↗"),
+            "strength": num("strength", format="%.2f", help="mean activation of its top clips"),
+            "selectivity": num("selectivity (σ)", format="%.2f", help="(strength - mean) / std over all windows"),
+            "mean": num("mean", format="%.2f", help="mean activation over all windows"),
+            "label_score": num("AUROC", format="%.3f", help="the label's AUROC: how well the unit's activation "
+                               "separates the concept's windows from the rest (0.5: chance, 1: perfectly)"),
+            "score": num("r", format="%.2f", help="the explanation's simulation score: Pearson r of the predicted "
+                         "and real activation on held-out songs"),
+            "z": num("z", format="%.2f", help="mean activation on the top concept's windows, in standard "
+                     "deviations from the unit's mean"),
+            "sparsity": st.column_config.ProgressColumn("sparsity", min_value=0, max_value=1, format="%.2f",
+                                                        help="share of windows where the unit is silent (<= 0)")}
+
+
 def sort_keys(ex: Explorer) -> list[str]:
     """The unit list's sort keys: 'label' only with a dissection, 'score' only with explanations."""
     return [s for s in SORT_KEYS if (s != "label" or ex.dissection) and (s != "score" or ex.explanations)]
