@@ -128,6 +128,13 @@ class _ContentIndex:
             self.by_size.setdefault(os.path.getsize(path), []).append([song_id, str(path), None])
 
 
+def find_identical(workspace, path) -> str | None:
+    """The id of the catalogue song whose file has the same bytes as ``path`` (an upload of a song already in
+    the workspace), else None; hashes only the songs of the same size."""
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    return _ContentIndex(ws).find(path)
+
+
 def add_songs(workspace: str | os.PathLike | Workspace, files, song_ids=None, progress: bool = False,
               cfg: ColdStartConfig | None = None) -> dict:
     """Add songs to the workspace without retraining (see the module docstring); a file that fails is reported

@@ -133,8 +133,9 @@ def _serve_opts(p):
     g.add_argument("--port", type=int, default=8501)
     g.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: %(default)s, this machine only; 0.0.0.0 for every interface)")
-    g.add_argument("--allow-add", action="store_true",
-                   help="let visitors add uploaded songs to the workspace (off by default: the page only reads)")
+    g.add_argument("--allow-writes", "--allow-add", dest="allow_add", action="store_true",
+                   help="let the page write into the workspace: add uploaded songs, run the dissection, cache "
+                        "dreams (off by default: the page only reads)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -441,7 +442,7 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
     and returns its exit status. Tracebacks go to this process's log only (``client.showErrorDetails none``); no
     file watcher (a served page does not reload its code, and the polling watcher cost CPU every 0.2 s).
     """
-    from .ui.common import ALLOW_ADD_ENV, WORKSPACES_ENV
+    from .ui.common import ALLOW_ADD_ENV, WORKSPACES_ENV, upload_mb
     if isinstance(workspaces, (str, os.PathLike)):
         workspaces = [workspaces]
     paths = [str(Path(w).expanduser().resolve()) for w in workspaces]
@@ -455,10 +456,11 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
                                                             ALLOW_ADD_ENV: "1" if allow_add else "0"})
     shown = "localhost" if host in ("127.0.0.1", "localhost", "::1") else host
     print(f"serving the listening page for {', '.join(paths)} on http://{shown}:{port} (listening on {host}"
-          f"{'; visitors may add songs' if allow_add else ''})")
+          f"{'; the page may write into the workspaces' if allow_add else ''})")
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.address", host, "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+           "--client.showErrorDetails", "none", "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+           "--client.toolbarMode", "minimal", "--server.maxUploadSize", str(upload_mb())]
     if exec_ and hasattr(os, "execve"):
         sys.stdout.flush()
         sys.stderr.flush()

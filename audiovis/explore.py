@@ -24,8 +24,10 @@ from .adapters import WindowSource, adapter_curves, read_unit_notes, workspace_a
 from .dictionary import feature_curves
 from .errors import ParameterError, WorkspaceError
 from .explain import load_explanations
+from .features import mel_frequencies
+from .flags import unit_flags
 from .index import UnitIndex
-from .labels import clip_labels, concept_at, load_dissection, text_matches
+from .labels import clip_labels, concept_at, load_dissection, text_matches, unit_match
 from .pictures import render_clip, render_song, render_taggram
 from .units import Unit, parse_unit
 from .workspace import Workspace
@@ -107,6 +109,7 @@ class Explorer:
                 self.model_name = f"audiovis content model on musicnn {model.dataset.upper()}"
         self.cfg = self.store.cfg
         self.hop_s = self.cfg.hop_length / self.cfg.sr
+        self.mel_hz = mel_frequencies(self.cfg.n_mels, self.cfg.sr, self.cfg.fmin, self.cfg.fmax)   # picture axes
         self.songs = ws.songs()
         self.song_ids = [s["song_id"] for s in self.songs]
         self.labels = ws.labels()
@@ -116,6 +119,7 @@ class Explorer:
         self.dissection = load_dissection(ws)
         self.explanations = load_explanations(ws)               # audiovis explain: {unit: {text, score}}
         self._window_concepts: dict[str, np.ndarray] | None = None
+        self._flags: np.ndarray | None = None
 
     # ------------------------------------------------------------- units
     @property
@@ -133,18 +137,26 @@ class Explorer:
         """The unit's explanation and simulation score (:mod:`audiovis.explain`), None without one."""
         return self.explanations.get(str(self.parse(unit)))
 
+    def unit_flag(self, unit: str | Unit) -> str:
+        """'' for a live unit, 'dead' or 'edge' for one that misleads (:mod:`audiovis.flags`)."""
+        if self._flags is None:
+            self._flags = unit_flags(self.index, np.array([self.song_duration(i) for i in range(len(self.songs))]))
+        return str(self._flags[self.index.column(self.parse(unit))])
+
     def unit_table(self, layer: str | None = None, sort: str = "strength", query: str = "",
-                   descending: bool = True) -> list[dict]:
-        """Units of a layer (or all) with their statistics and best label, filtered and sorted.
+                   descending: bool = True, flagged: bool = False) -> list[dict]:
+        """Units of a layer (or all) with their statistics, best label and flag, filtered and sorted.
 
         Parameters
         ----------
-        sort : str
-            'strength' (mean of the top activations), 'selectivity' ((strength - mean) / std), 'sparsity'
-            (fraction of windows with activation <= 0), 'label' (score of the best dissection label), 'score'
-            (the explanation's simulation score, :mod:`audiovis.explain`) or 'unit'.
-        query : str
-            Keep units whose name or labels match loosely (see :func:`text_matches`), e.g. 'distorted guitar'.
+        sort : str   'strength' (mean of the top activations), 'selectivity' ((strength - mean) / std),
+            'sparsity' (share of windows <= 0), 'label' (the best dissection label's score), 'score' (the
+            explanation's simulation score, :mod:`audiovis.explain`) or 'unit'.
+        query : str   keep the units whose id, name, labels or explanation match every word of it (or, when no
+            unit does, some word), best match first (:func:`audiovis.labels.unit_match`: match quality, then
+            the matching label's score), ``sort`` breaking ties: 'distorted guitar' finds the
+            ``lead=distortion_guitar`` detectors first, 'rock' the tagger's ``tags:rock``.
+        flagged : bool   keep dead and edge-artifact units (:mod:`audiovis.flags`); left out by default.
         """
         if sort not in SORT_KEYS:
             raise ParameterError(f"sort key {sort!r} is not one of {', '.join(SORT_KEYS)}")
@@ -152,6 +164,9 @@ class Explorer:
             raise ParameterError(f"no layer {layer!r}; layers are {', '.join(self.index.layers)}")
         rows = []
         for r in self.index.table(layer):
+            r["flag"] = self.unit_flag(r["unit"])
+            if r["flag"] and not flagged:
+                continue
             labs = self.dissection.get(r["unit"], [])
             r["label"] = labs[0]["concept"] if labs else ""
             r["label_score"] = float(labs[0].get("score", np.nan)) if labs else float("nan")
@@ -159,19 +174,44 @@ class Explorer:
             r["note"] = self.unit_notes.get(r["unit"], "")
             e = self.explanations.get(r["unit"], {})
             r["explanation"], r["score"] = e.get("text", ""), float(e.get("score") or np.nan)
-            if query and not text_matches(query, [r["unit"], r["note"], r["explanation"]]
-                                          + [x["concept"] for x in labs]):
-                continue
+            if query:
+                name = self.unit_label(r["unit"])
+                tag = name[len(r["unit"]):].strip(" ()")             # a named unit's name: tags:0 is "rock"
+                texts = [r["unit"], tag, f"{r['unit'].split(':')[0]}:{tag}" if tag else "", r["note"]]
+                r["match"] = unit_match(query, texts, labs, r["explanation"], r["score"])
+                if r["match"][0] <= 0:
+                    continue
+                r["full"] = text_matches(query, texts + [r["explanation"]] + [x["concept"] for x in labs])
             rows.append(r)
-        if sort == "unit":
+        if query and any(r["full"] for r in rows):      # every word matched somewhere: only those
+            rows = [r for r in rows if r["full"]]
+        if sort == "unit" and not query:
             return rows                                   # the network's order (layer, then index)
         key = "label_score" if sort == "label" else sort
 
         def k(r):
-            v = r[key]
-            return -np.inf if not np.isfinite(v) else v
+            v = r[key] if key != "unit" else 0.0
+            v = -np.inf if not np.isfinite(v) else v
+            return (*r["match"], v) if query else v
         rows.sort(key=k, reverse=descending)
         return rows
+
+    def default_unit(self) -> str:
+        """The unit a visitor meets first: live, and musically meaningful where the workspace can tell.
+
+        The best ground-truth detector of the dissection (highest AUROC for a ``concept=value`` label), else the
+        most selective named unit (a tagger's tag), else the most selective unit; never a dead or edge unit
+        (unless every unit is flagged).
+        """
+        live = [u for u in self.index.units() if not self.unit_flag(u)] or self.index.units()
+        best = max(((float(labs[0].get("score", 0.0)), u) for u in live
+                    for labs in [[x for x in self.dissection.get(u, []) if "=" in x["concept"]]] if labs),
+                   default=None)
+        if best is not None and best[0] == best[0]:
+            return best[1]
+        sel = self.index.data["selectivity"]
+        named = [u for u in live if u.split(":")[0] in self.index.unit_names]
+        return max(named or live, key=lambda u: float(np.nan_to_num(sel[self.index.column(u)], nan=-np.inf)))
 
     # ------------------------------------------------------------- clips
     def song_duration(self, song_idx: int) -> float:
@@ -301,7 +341,7 @@ class Explorer:
         times, values = curve if curve is not None else self.activation_curve(u, row.song_idx, row.start_s,
                                                                                 row.end_s)
         row.curve_max = float(values.max()) if len(values) else 0.0
-        return render_clip(S, t0, self.hop_s, times, values, row.peak_s, scale)
+        return render_clip(S, t0, self.hop_s, times, values, row.peak_s, scale, freqs=self.mel_hz)
 
     def unit_view(self, unit: str | Unit, n: int = 10, bottom: bool = False, fmt: str = "ogg",
                   audio: bool = True, pictures: bool = True) -> list[ClipView]:
@@ -309,7 +349,8 @@ class Explorer:
         u = self.parse(unit)
         rows = self.clip_rows(u, n, bottom)
         scale = max(self.index.stats(u)["max"], 1e-6)
-        curves = self.activation_curves(u, [(r.song_idx, r.start_s, r.end_s) for r in rows]) if pictures else []
+        curves = self.activation_curves(u, [(r.song_idx, r.start_s, r.end_s) for r in rows],   # dense: ~8 a clip
+                                        dense_hop_frames=max(8, self.cfg.window_frames // 8)) if pictures else []
         for i, row in enumerate(rows):
             if audio:
                 c = self.clip_audio(row.song_idx, row.start_s, row.end_s, fmt)
@@ -473,7 +514,7 @@ class Explorer:
 
     def song_picture(self, view: dict) -> bytes:
         """PNG of a :meth:`song_view` (:func:`audiovis.pictures.render_song`)."""
-        return render_song(view["S"], self.hop_s, view["curves"], view["segments"])
+        return render_song(view["S"], self.hop_s, view["curves"], view["segments"], freqs=self.mel_hz)
 
     def song_audio(self, song_idx: int, fmt: str = "ogg", max_s: float = 600.0) -> _clips.Clip:
         """The whole song (at most ``max_s`` seconds), encoded."""

@@ -46,6 +46,10 @@ from .workspace import Workspace, save_npz
 
 LISTENERS_FILE = "listeners.npz"
 PARTIAL_FILE = "listeners.partial.npz"
+# what it costs, measured (bench/RESULTS.md): the page says it where it offers the step
+LISTENERS_COST = ("It silences every unit in turn over the catalogue: 141 s for the from-scratch demo model "
+                  "(576 units); with the default musicnn model (1,547 units) it "
+                  "had not reached its first checkpoint after 25 min on the demo on 2 shared cores.")
 
 
 def intervenable(layers: dict[str, int]) -> dict[str, int]:
@@ -378,7 +382,8 @@ def listeners_state(workspace: str | os.PathLike | Workspace) -> tuple[str, str]
         return "no-users", "This workspace has no listeners (no plays were factorised)."
     path = ws.index_dir / LISTENERS_FILE
     if not path.exists():
-        return "missing", f"Run `audiovis listeners -w {ws.path}` to see which listeners each unit recruits."
+        return "missing", (f"Run `audiovis listeners -w {ws.path}` to see which listeners each unit recruits. "
+                           f"{LISTENERS_COST}")
     with np.load(path, allow_pickle=False) as z:
         if "n_top" not in z.files or str(z["sig"]) != signature(ws, int(z["n_top"])):
             return "stale", (f"The listener effects are older than the model, factors or catalogue: run "
@@ -432,6 +437,32 @@ class ListenerIndex:
                 "songs": json.loads(str(self.data["summary"]))["songs"], "mean_effect": float(E.mean()),
                 "mean_abs_effect": float(np.abs(E).mean()), "listeners": rows(order[:n]),
                 "turned_away": rows(order[::-1][:n])}
+
+
+    def drivers(self, user: str | int, n: int = 10) -> list[dict]:
+        """The units that raise a listener's scores most (their effect ``x_u . d_j``, largest first): the
+        units that drive what is recommended to them."""
+        u = user if isinstance(user, (int, np.integer)) else self.user_ids.index(str(user))
+        E = self.delta @ self.user_factors[int(u)]
+        return [{"rank": r, "unit": self.units[j], "effect": float(E[j])}
+                for r, j in enumerate(np.argsort(-E, kind="stable")[:n], start=1)]
+
+
+def listening_history(workspace, user_id: str, n: int = 10) -> list[dict]:
+    """A listener's most-played songs: ``{rank, song_idx, song_id, plays}``, most plays first.
+
+    Raises
+    ------
+    ParameterError   no such listener
+    """
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    row = ws.db.execute("SELECT idx FROM users WHERE user_id=?", (str(user_id),)).fetchone()
+    if row is None:
+        raise ParameterError(f"listener {user_id!r} is not in workspace '{ws.path.name}'")
+    rows = ws.db.execute("SELECT p.song_idx, s.song_id, p.plays FROM plays p JOIN songs s ON s.idx = p.song_idx "
+                         "WHERE p.user_idx=? ORDER BY p.plays DESC, p.song_idx LIMIT ?", (row[0], int(n))).fetchall()
+    return [{"rank": r, "song_idx": int(i), "song_id": sid, "plays": float(c)}
+            for r, (i, sid, c) in enumerate(rows, start=1)]
 
 
 def unit_listeners(workspace, unit: str, n: int = 10) -> dict:

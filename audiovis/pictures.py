@@ -24,8 +24,10 @@ import numpy as np
 
 from .errors import ParameterError
 
-
 # ----------------------------------------------------------------------------- matplotlib, the thread-safe way
+CLIP_LEFT, CLIP_RIGHT, CLIP_BOTTOM = 34, 46, 26     # render_clip's axes: frequency, colour bar, time
+
+
 def new_figure(w_in: float, h_in: float, dpi: int = 100):
     """A matplotlib :class:`~matplotlib.figure.Figure` of ``w_in`` x ``h_in`` inches with its own Agg canvas
     (not registered with pyplot: safe in a multi-threaded server, garbage-collected like any object)."""
@@ -76,8 +78,10 @@ def _encode(im, fmt: str = "png", quality: int = 85) -> bytes:
 # ----------------------------------------------------------------------------- numpy + Pillow
 def render_clip(S: np.ndarray, t0: float, hop_s: float, times: np.ndarray, curve: np.ndarray,
                 peak_s: float | None, scale: float, px_per_frame: int = 3, px_per_mel: int = 1,
-                fmt: str = "jpeg", quality: int = 85) -> bytes:
-    """Log-mel spectrogram with a unit's activation over time drawn on it; the peak is marked.
+                fmt: str = "jpeg", quality: int = 85, freqs: np.ndarray | None = None) -> bytes:
+    """Log-mel spectrogram with a unit's activation over time drawn on it; the peak is marked; with a frequency
+    axis (Hz) on the left, a time axis (s) below and a colour bar (dB below the clip's loudest cell) on the
+    right.
 
     Drawn directly with numpy and Pillow (a few ms; matplotlib takes ~60 ms a picture).
 
@@ -87,30 +91,35 @@ def render_clip(S: np.ndarray, t0: float, hop_s: float, times: np.ndarray, curve
     times, curve : np.ndarray [shape=(m,)]   activation over time (song seconds)
     peak_s : float or None   time of the peak to mark (white dashed line and triangle)
     scale : float   activation drawn at 92 % of the height (the unit's maximum over the whole catalogue, so
-        clips of one unit are comparable)
+        clips of one unit are comparable); written in the corner ("act. max")
     fmt : str   'jpeg' (compact) or 'png'
+    freqs : np.ndarray [shape=(n_mels,)], optional   centre frequency of each mel band in Hz
+        (:func:`audiovis.features.mel_frequencies`); without it the axis counts mel bands
 
     Returns
     -------
-    image : bytes   ``px_per_frame * t`` x ``px_per_mel * n_mels + 13`` pixels (a time axis below)
+    image : bytes   ``LEFT + px_per_frame * t + RIGHT`` x ``px_per_mel * n_mels + BOTTOM`` pixels
     """
     from PIL import Image, ImageDraw
     if fmt not in ("jpeg", "png"):
         raise ParameterError(f"image format {fmt!r} is not 'jpeg' or 'png'")
-    _n_mels, t = S.shape
+    n_mels, t = S.shape
     vmax = float(np.max(S)) if S.size else 0.0
     idx = np.clip((S - (vmax - 80.0)) * (255.0 / 80.0), 0, 255).astype(np.uint8)
     rgb = _lut()[idx[::-1]]                                   # (n_mels, t, 3), low bins at the bottom
     rgb = np.repeat(np.repeat(rgb, px_per_mel, 0), px_per_frame, 1)
     H, W = rgb.shape[:2]
-    axis_h = 13
-    canvas = np.full((H + axis_h, W, 3), 255, np.uint8)
-    canvas[:H] = rgb
+    L, R, B = CLIP_LEFT, CLIP_RIGHT, CLIP_BOTTOM
+    canvas = np.full((H + B, L + W + R, 3), 255, np.uint8)
+    canvas[:H, L:L + W] = rgb
+    bar = _lut()[np.linspace(255, 0, H).astype(np.uint8)]     # the colour bar: loudest on top
+    canvas[:H, L + W + 4:L + W + 12] = bar[:, None, :]
     im = Image.fromarray(canvas)
     dr = ImageDraw.Draw(im)
+    ink = (0, 0, 0)
 
     def xs(tt):
-        return (np.asarray(tt, dtype=np.float64) - t0) / hop_s * px_per_frame
+        return L + (np.asarray(tt, dtype=np.float64) - t0) / hop_s * px_per_frame
 
     if len(curve):
         y = H - 1 - np.clip(np.asarray(curve, np.float32) / max(scale, 1e-6), 0, 1.05) * (0.92 * H)
@@ -119,7 +128,7 @@ def render_clip(S: np.ndarray, t0: float, hop_s: float, times: np.ndarray, curve
         xl = np.concatenate([[x[0]], mid])
         xr = np.concatenate([mid, [x[-1]]])
         pts = np.stack([np.stack([xl, y], 1), np.stack([xr, y], 1)], 1).reshape(-1, 2)
-        pts = [tuple(p) for p in pts.tolist()]
+        pts = [(min(max(a, L), L + W - 1), b) for a, b in pts.tolist()]
         dr.line(pts, fill=(0, 0, 0), width=4)
         dr.line(pts, fill=(62, 240, 255), width=2)
     if peak_s is not None:
@@ -127,15 +136,33 @@ def render_clip(S: np.ndarray, t0: float, hop_s: float, times: np.ndarray, curve
         for y0 in range(0, H, 8):
             dr.line([(px, y0), (px, min(y0 + 4, H - 1))], fill=(255, 255, 255), width=1)
         dr.polygon([(px - 5, 0), (px + 5, 0), (px, 8)], fill=(255, 255, 255), outline=(0, 0, 0))
+    dr.text((L + 3, 2), f"act. max {scale:.3g}", fill=(62, 240, 255), stroke_width=1, stroke_fill=(0, 0, 0))
+    # time axis (s)
     t1 = t0 + t * hop_s
     span = t1 - t0
     step = 0.5 if span <= 4 else 1.0 if span <= 10 else 2.0 if span <= 30 else 10.0
     tick = np.ceil(t0 / step) * step
     while tick <= t1 + 1e-9:
         px = float(xs(tick))
-        dr.line([(px, H), (px, H + 3)], fill=(0, 0, 0))
-        dr.text((min(max(px - 6, 0), W - 24), H + 2), f"{tick:g}", fill=(0, 0, 0))
+        dr.line([(px, H), (px, H + 3)], fill=ink)
+        dr.text((min(max(px - 8, L), L + W - 26), H + 3), f"{tick:g}", fill=ink)
         tick += step
+    dr.text((L + W - 30, H + 14), "time (s)", fill=ink)
+    # frequency axis (Hz, or mel bands)
+    dr.line([(L - 1, 0), (L - 1, H)], fill=ink)
+    for i in np.linspace(0, n_mels - 1, 5).round().astype(int):
+        yy = H - 1 - (i + 0.5) * px_per_mel
+        dr.line([(L - 4, yy), (L - 1, yy)], fill=ink)
+        if freqs is not None:
+            f = float(freqs[i])
+            txt = f"{f:.0f}" if f < 1000 else f"{f / 1000:.1f}k"
+        else:
+            txt = str(int(i))
+        dr.text((2, min(max(yy - 5, 0), H - 10)), txt, fill=ink)
+    dr.text((2, H + 14), "Hz" if freqs is not None else "mel", fill=ink)
+    # colour bar labels
+    for frac, txt in ((0.0, "0 dB"), (0.5, "-40"), (1.0, "-80")):
+        dr.text((L + W + 14, min(max(frac * H - 5, 0), H - 10)), txt, fill=ink)
     return _encode(im, fmt, quality)
 
 
@@ -254,7 +281,8 @@ def render_heatmap(hm, width: float = 11.0, dpi: int = 80, max_units: int = 256)
 
 
 def render_song(S: np.ndarray, hop_s: float, curves: list[tuple[str, np.ndarray, np.ndarray, float]],
-                segments: list[dict] | None = None, width: float = 11.0, dpi: int = 80) -> bytes:
+                segments: list[dict] | None = None, width: float = 11.0, dpi: int = 80,
+                freqs: np.ndarray | None = None) -> bytes:
     """A song's spectrogram above the activation curves of its most active units (each scaled by its
     catalogue-wide maximum), as a PNG.
 
@@ -263,23 +291,34 @@ def render_song(S: np.ndarray, hop_s: float, curves: list[tuple[str, np.ndarray,
     S : np.ndarray [shape=(n_mels, t)]   the song's log-mel (dB)
     curves : list of (name, times, values, scale)
     segments : list of dicts with concept, value, start_s (ground-truth changes, drawn as dotted lines)
+    freqs : np.ndarray [shape=(n_mels,)], optional   each mel band's centre in Hz (the frequency axis)
     """
     import matplotlib
     n_mels, t = S.shape
     dur = t * hop_s
     fig = new_figure(width, 3.6, dpi)
-    ax = fig.add_axes((0.05, 0.47, 0.93, 0.5))
+    ax = fig.add_axes((0.06, 0.47, 0.88, 0.5))
     vmax = float(np.max(S)) if S.size else 0.0
-    ax.imshow(S, origin="lower", aspect="auto", cmap=_cmap(), vmin=vmax - 80, vmax=vmax, interpolation="nearest",
-              extent=(0, dur, 0, n_mels))
-    ax.set_yticks([])
-    ax.set_ylabel("mel", fontsize=8)
+    im = ax.imshow(S - vmax, origin="lower", aspect="auto", cmap=_cmap(), vmin=-80, vmax=0,
+                   interpolation="nearest", extent=(0, dur, 0, n_mels))
+    if freqs is not None and n_mels:
+        ticks = np.linspace(0, n_mels - 1, 4).round().astype(int)
+        ax.set_yticks(ticks + 0.5, [f"{freqs[i]:.0f}" if freqs[i] < 1000 else f"{freqs[i] / 1000:.1f}k"
+                                    for i in ticks])
+        ax.set_ylabel("Hz", fontsize=8)
+    else:
+        ax.set_yticks([])
+        ax.set_ylabel("mel", fontsize=8)
+    cax = fig.add_axes((0.955, 0.47, 0.01, 0.5))
+    cb = fig.colorbar(im, cax=cax)
+    cb.ax.tick_params(labelsize=6)
+    cb.set_label("dB", fontsize=7)
     ax.tick_params(labelsize=7, labelbottom=False)
     for s in segments or []:
         if s["start_s"] > 0:
             ax.axvline(s["start_s"], color="white", lw=1, ls=":")
         ax.text(s["start_s"] + 0.1, n_mels * 0.9, f"{s['concept']}={s['value']}", color="white", fontsize=7)
-    ax2 = fig.add_axes((0.05, 0.1, 0.93, 0.35), sharex=ax)
+    ax2 = fig.add_axes((0.06, 0.1, 0.88, 0.35), sharex=ax)
     colors = matplotlib.colormaps["tab10"].colors
     for i, (name, times, curve, scale) in enumerate(curves):
         ax2.plot(times, np.asarray(curve) / max(scale, 1e-6), color=colors[i % 10], lw=1.4, label=name,
@@ -345,9 +384,10 @@ def render_timelines(tracks: list[tuple[str, np.ndarray, np.ndarray]], duration_
 
 
 def plot_logmel(S_db: np.ndarray, sr: int = 22050, hop_length: int = 512, title: str = "", ax=None,
-                vmin=None, vmax=None):
+                vmin=None, vmax=None, cbar_label: str = "dB"):
     """A log-mel spectrogram with time in seconds and mel bins labelled in Hz (the front end's mel scale,
-    :func:`audiovis.features.mel_frequencies`); draws on ``ax`` if given, returns the Figure."""
+    :func:`audiovis.features.mel_frequencies`) and a colour bar labelled ``cbar_label`` (a relevance map is not in
+    dB); draws on ``ax`` if given, returns the Figure."""
     from .features import mel_frequencies
     S_db = np.asarray(S_db, dtype=np.float32)
     if ax is None:
@@ -366,6 +406,6 @@ def plot_logmel(S_db: np.ndarray, sr: int = 22050, hop_length: int = 512, title:
     ax.set_ylabel("Hz (mel)")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="dB", fraction=0.04)
+    fig.colorbar(im, ax=ax, label=cbar_label, fraction=0.04)
     fig.tight_layout()
     return fig

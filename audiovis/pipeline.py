@@ -12,11 +12,12 @@ from .errors import ParameterError
 from .evaluate import evaluate
 from .factors import factorize
 from .index import IndexConfig, build_index
+from .labels import build_labels
 from .lock import writer_lock
 from .train import TrainConfig, train
 from .workspace import Workspace
 
-STAGES = ("ingest", "factorize", "featurize", "train", "evaluate", "index")
+STAGES = ("ingest", "factorize", "featurize", "train", "evaluate", "index", "label")
 ADAPTER_STAGES = ("ingest", "featurize", "index")          # a model of your own: nothing to train
 
 
@@ -72,6 +73,8 @@ def _run_stages(ws, stages, audio_dir, plays, manifest, labels, segments, featur
         elif stage == "index":
             # no --model: the CNN this pipeline trained, even where an earlier run indexed a model of your own
             out[stage] = build_index(ws, index, progress=progress, model=model if model is not None else "cnn")
+        elif stage == "label":                          # seconds: dissection + explanations on the ground truth
+            out[stage] = build_labels(ws, progress=progress)
         times[stage] = round(time.time() - t0, 2)
         if progress:
             print(f"[{stage}] done in {times[stage]:.1f} s")

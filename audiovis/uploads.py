@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .append import add_songs
+from .append import add_songs, find_identical
 from .coldstart import MAX_UPLOAD_BYTES, ColdStartConfig, get_engine, validate_audio
 from .errors import AudioError
 from .features import song_frames
@@ -41,16 +41,20 @@ def recommend_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | N
         p = Path(d) / _safe_name(name)
         p.write_bytes(data)
         rec = eng.recommend(p, name=name, max_bytes=eng.cfg.max_bytes, exclude_self=False, **kwargs)
+        same = find_identical(eng.ws, p)                   # an upload of a catalogue song: say which one
     for r in rec["similar"]:
         r["clip_start_s"], r["clip_end_s"], r["clip_cosine"] = eng.best_window(r["song_idx"],
                                                                               rec["embedding"].factors)
-    return recommendation_json(rec)
+    out = recommendation_json(rec)
+    out["catalogue_song"] = same
+    return out
 
 
-def add_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | None = None) -> dict:
+def add_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | None = None,
+               song_id: str | None = None) -> dict:
     """Validate uploaded bytes in a temporary directory, then keep them as ``WS/uploads/<name>`` and add the
-    song (:func:`audiovis.append.add_songs`). Nothing is written into the workspace unless the file passes
-    validation."""
+    song (:func:`audiovis.append.add_songs`) as ``song_id`` (default: the file's stem). Nothing is written into
+    the workspace unless the file passes validation; failure reasons name the upload, not the server's path."""
     eng = get_engine(workspace, cfg)
     check_upload_size(name, len(data), eng.cfg.max_bytes)
     with tempfile.TemporaryDirectory(prefix="audiovis-upload-") as d:
@@ -67,8 +71,11 @@ def add_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | None = 
             n += 1
         with atomic_path(dest) as tmp:
             shutil.copyfile(p, tmp)
-    out = add_songs(eng.ws, [dest], cfg=eng.cfg)
+    out = add_songs(eng.ws, [dest], song_ids=[song_id] if song_id else None, cfg=eng.cfg)
     if not out["added"]:
         dest.unlink(missing_ok=True)
+    for f in out["failed"]:
+        f["reason"] = str(f["reason"]).replace(str(dest), name)
+        f["file"] = name
     return out
 

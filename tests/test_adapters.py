@@ -207,7 +207,7 @@ def test_page_of_an_index_only_workspace_hides_what_needs_plays(toy_ws, monkeypa
     at.run()
     assert not at.exception and not at.error
     assert "Unit bands.energy:1" in [t.value for t in at.title]
-    assert len(at.get("audio")) == 3
+    assert len(at.get("audio")) == 3 + 1                           # 3 clips and the play-all track
     views = at.sidebar.radio(key="view").options
     assert "Cold start" not in views and "Visualise" in views
     at.sidebar.radio(key="view").set_value("visualise").run()

@@ -39,7 +39,7 @@ def test_query_params_reopen_a_unit(monkeypatch, built_ws):
     assert "Unit conv2:3" in _titles(at)
     assert at.sidebar.selectbox(key="layer").value == "conv2"
     assert at.sidebar.slider(key="n").value == 4
-    assert len(at.get("audio")) == 4
+    assert len(at.get("audio")) == 4 + 1                             # a player per clip + the play-all track
     assert len(at.get("image")) == 4 + 1                             # a picture per clip + the histogram
     qp = dict(at.query_params)
     assert qp["unit"] == "conv2:3" and qp["n"] == "4" and qp["bottom"] == "0" and qp["view"] == "unit"
@@ -58,7 +58,7 @@ def test_ws_query_param_picks_among_served_workspaces_and_least_activating(monke
     assert "Unit output:1" in _titles(at)
     assert at.sidebar.toggle(key="bottom").value is True
     assert any("Least 2 clips" in m.value for m in at.markdown)
-    assert len(at.get("audio")) == 2
+    assert len(at.get("audio")) == 2 + 1
     at.sidebar.selectbox(key="ws").set_value("other").run()          # the empty state of the other one
     assert not at.exception and "No workspace at" in at.info[0].value
 
@@ -110,20 +110,21 @@ def test_damaged_workspace_gives_a_message_not_a_traceback(monkeypatch, built_ws
     assert "Traceback" not in _all_text(at) and 'File "' not in _all_text(at)
 def test_selection_sort_search_random(monkeypatch, built_ws):
     at = _app(monkeypatch, built_ws[0])
-    assert not at.exception and len(at.get("audio")) == 5           # n defaults to 10, capped at k = 5
+    assert not at.exception and len(at.get("audio")) == 5 + 1       # n defaults to 10, capped at k = 5; play all
     at.sidebar.selectbox(key="layer").set_value("conv1").run()
     at.sidebar.selectbox(key="sort").set_value("sparsity").run()
     assert at.sidebar.selectbox(key="unit").value.startswith("conv1:")
     at.sidebar.selectbox(key="unit").set_value("conv1:7").run()
     assert "Unit conv1:7" in _titles(at) and at.query_params["unit"] == "conv1:7"
     at.sidebar.slider(key="n").set_value(2).run()
-    assert len(at.get("audio")) == 2
+    assert len(at.get("audio")) == 2 + 1
     at.sidebar.text_input(key="query").input("conv1:1").run()        # search narrows the list
     opts = at.sidebar.selectbox(key="unit").options
     assert opts and all("conv1:1" in o for o in opts)
     at.sidebar.text_input(key="query").input("zzzz nothing").run()
     assert not at.exception and "No unit matches" in at.sidebar.warning[0].value
     at.sidebar.text_input(key="query").input("").run()
+    at.sidebar.selectbox(key="layer").set_value("conv1").run()        # a search looks in every layer
     at.sidebar.button[0].click().run()                                 # random unit
     assert not at.exception and at.sidebar.selectbox(key="unit").value.startswith("conv1:")
 
@@ -132,7 +133,61 @@ def test_bad_unit_in_url_falls_back(monkeypatch, built_ws):
     at = _app(monkeypatch, built_ws[0], unit="conv2:99999", n="abc")
     assert not at.exception
     assert _titles(at)[0].startswith("Unit ")
-    assert len(at.get("audio")) == 10 or len(at.get("audio")) == at.sidebar.slider(key="n").value
+    assert len(at.get("audio")) == at.sidebar.slider(key="n").value + 1
+
+
+@pytest.mark.parametrize("params,expect", [
+    ({"unit": "conv9:99999"}, "unit conv9:99999 does not exist in this model; showing "),
+    ({"unit": "conv1:-1"}, "unit conv1:-1 does not exist in this model; showing "),
+    ({"view": "bogus"}, "view 'bogus' does not exist; showing the unit view"),
+    ({"view": "song", "song": "../../etc/passwd"}, "song '../../etc/passwd' is not in this workspace; showing "),
+    ({"view": "unit", "layer": "conv9"}, "layer 'conv9' does not exist in this model; showing all layers"),
+    ({"unit": "conv2:1", "n": "abc"}, "n='abc' is not a whole number; using 10"),
+])
+def test_malformed_url_parameters_say_what_was_not_found(monkeypatch, built_ws, params, expect):
+    """Issue 27: the page says what was asked and not found, and the URL then names what is shown."""
+    at = _app(monkeypatch, built_ws[0], **params)
+    assert not at.exception
+    notes = [w.value for w in at.warning]
+    assert any(n.startswith(expect) for n in notes), notes
+    qp = dict(at.query_params)
+    if "unit" in params and params["unit"] != "conv2:1":
+        shown = notes[0].split("showing ")[1].split(",")[0]
+        assert qp["unit"] == shown != params["unit"] and f"Unit {shown}" in _titles(at)
+    if "song" in params:
+        assert qp["song"] != params["song"] and _titles(at)[0] == f"Song {qp['song']}"
+    assert qp.get("view") in ("unit", "song") and qp.get("n", "5") == "5"          # n capped at k = 5
+
+
+def test_landing_unit_is_live_and_search_opens_its_best_match(monkeypatch, built_ws):
+    from audiovis.explore import Explorer
+    ex = Explorer(built_ws[0])
+    at = _app(monkeypatch, built_ws[0])
+    landing = at.query_params["unit"]
+    assert landing == ex.default_unit() and not ex.unit_flag(landing)
+    at.sidebar.selectbox(key="layer").set_value("conv1").run()
+    best = ex.unit_table(None, "selectivity", "kind")[0]["unit"]          # the fixture's concept, 'kind=...'
+    at.sidebar.text_input(key="query").input("kind").run()             # searches every layer, opens the best
+    assert not at.exception and at.query_params["unit"] == best
+    assert at.sidebar.selectbox(key="layer").value == "(all layers)"
+
+
+def test_dead_unit_is_flagged_without_clips(monkeypatch, built_ws, tmp_path):
+    import numpy as np
+    ws = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws)
+    z = dict(np.load(ws / "index" / "units.npz"))                       # conv2:0 never fires
+    from audiovis.index import UnitIndex
+    c = UnitIndex(ws).column("conv2:0")
+    for k in ("vmax", "std"):
+        z[k][c] = 0.0
+    np.savez(ws / "index" / "units.npz", **z)
+    at = _app(monkeypatch, ws, unit="conv2:0")
+    assert not at.exception and "Unit conv2:0" in _titles(at)
+    assert any("flagged dead" in w.value for w in at.warning)
+    assert len(at.get("audio")) == 0 and at.sidebar.toggle(key="flagged").value is True
+    at.sidebar.toggle(key="flagged").set_value(False).run()            # hidden again: another unit is shown
+    assert at.query_params["unit"] != "conv2:0"
 
 
 def test_layer_and_song_views(monkeypatch, built_ws):
@@ -182,3 +237,31 @@ def test_song_view_of_a_song_that_failed_featurize(monkeypatch, built_ws, tmp_pa
     assert not at.exception
     assert any("No activations to show" in w.value and "cannot decode (test)" in w.value for w in at.warning)
     assert not any("Most active" in m.value for m in at.markdown)
+
+
+def test_ab_view_shows_two_units_side_by_side(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], view="compare", a="conv2:1", b="conv3:2")
+    assert not at.exception and _titles(at)[0].startswith("A/B")
+    assert at.selectbox(key="unit_a").value == "conv2:1" and at.selectbox(key="unit_b").value == "conv3:2"
+    assert len(at.get("audio")) == 2 * (5 + 1)                     # per side: play all + 5 clips (k = 5)
+    assert at.query_params["a"] == "conv2:1" and at.query_params["b"] == "conv3:2"
+    at.selectbox(key="unit_b").set_value("conv1:3").run()
+    assert not at.exception and at.query_params["b"] == "conv1:3"
+
+
+def test_listener_view_without_listeners_names_the_command(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], view="listeners", user="nobody")
+    assert not at.exception
+    assert any(w.value.startswith("listener 'nobody' is not in this workspace; showing ") for w in at.warning)
+    assert any("audiovis listeners -w" in c.value for c in at.caption)
+    assert len(at.get("audio")) >= 1                                 # their most-played songs play
+
+
+def test_unit_view_opens_dream_and_auralise_of_its_unit(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], unit="conv2:3", n="2")
+    at.button(key="unit_dream").click().run()
+    assert not at.exception and at.query_params["view"] == "visualise"
+    assert at.session_state["vis_dream_layer"] == "conv2" and at.session_state["vis_dream_idx"] == "3"
+    at = _app(monkeypatch, built_ws[0], unit="conv2:3", n="2")
+    at.button(key="unit_auralise").click().run()
+    assert not at.exception and at.session_state["vis_aur_layer"] == "conv2" and at.session_state["vis_aur_idx"] == 3

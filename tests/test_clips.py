@@ -113,3 +113,17 @@ def test_encode_ten_minutes_of_vorbis_in_one_call(tmp_path):
     assert r.stdout.split() == [str(22050 * 120), "22050"]
     info = sf.info(str(tmp_path / "long.ogg"))
     assert info.samplerate == 22050 and info.frames == 22050 * 600
+
+
+def test_match_level_plays_a_part_as_loud_as_the_whole():
+    from audiovis.clips import match_level
+    rng = np.random.default_rng(0)
+    ref = 0.1 * rng.standard_normal(22050).astype(np.float32)            # peak about 0.45: no cap
+    y, g = match_level(ref * 0.16, ref)                                  # about 16 dB quieter
+    assert g == pytest.approx(20 * np.log10(1 / 0.16), abs=0.01)
+    assert np.sqrt(np.mean(y ** 2)) == pytest.approx(np.sqrt(np.mean(ref ** 2)), rel=1e-4)
+    spiky = np.zeros(100, np.float32)
+    spiky[0] = 0.5                                                        # would clip: capped at the peak
+    y2, _ = match_level(spiky, np.full(100, 0.9, np.float32))
+    assert np.abs(y2).max() <= 0.99 + 1e-6
+    assert match_level(np.zeros(10), ref)[1] == 0.0

@@ -368,13 +368,30 @@ def test_page_adds_only_when_the_server_allows_it(monkeypatch, built_ws, new_son
     monkeypatch.delenv("AUDIOVIS_ALLOW_ADD", raising=False)
     at = AppTest.from_function(_page, default_timeout=120).run()
     assert not at.exception and not [b for b in at.button if b.key == "coldstart_add"]
-    assert any("Adding songs to the workspace is off on this server" in c.value for c in at.caption)
-    monkeypatch.setenv("AUDIOVIS_ALLOW_ADD", "1")                 # audiovis serve --allow-add
+    assert any("Adding this song writes into the workspace, and this server only reads" in c.value
+               and "--allow-writes" in c.value for c in at.caption)
+    monkeypatch.setenv("AUDIOVIS_ALLOW_ADD", "1")                 # audiovis serve --allow-writes
     at = AppTest.from_function(_page, default_timeout=120).run()
+    at.text_input(key="coldstart_add_id").input("MY_SONG")
     at.button(key="coldstart_add").click().run()
     assert not at.exception and at.success and Workspace(dst).n_songs == 31
-    at.button(key="coldstart_add").click().run()                 # the same upload again
-    assert not at.exception and "duplicate of song" in at.error[0].value and Workspace(dst).n_songs == 31
+    assert Workspace(dst).song_ids()[-1] == "MY_SONG"
+    at.run()                                                     # the same upload again: now a catalogue song
+    assert not at.exception and any(s.value.startswith("This is [MY_SONG]") for s in at.success)
+    assert not [b for b in at.button if b.key == "coldstart_add"] and Workspace(dst).n_songs == 31
+
+
+def test_page_recognises_an_uploaded_catalogue_song(monkeypatch, built_ws):
+    """Issue 28: an upload of a catalogue song is named ("This is S..."), not only its own neighbour."""
+    from streamlit.testing.v1 import AppTest
+    ws = Workspace(built_ws[0])
+    first = ws.songs()[0]
+    monkeypatch.setenv("AUDIOVIS_WORKSPACE", str(built_ws[0]))
+    monkeypatch.setenv("CS_UPLOAD", str(ws.resolve_audio(first["path"])))
+    monkeypatch.setenv("AUDIOVIS_ALLOW_ADD", "1")
+    at = AppTest.from_function(_page, default_timeout=120).run()
+    assert not at.exception and at.success[0].value.startswith(f"This is [{first['song_id']}]")
+    assert any(f"Already in the workspace as {first['song_id']}" in c.value for c in at.caption)
 
 
 def test_workspace_ann_path_follows_add(built_ws, new_songs, tmp_path):

@@ -131,7 +131,8 @@ def test_the_page_dissection_and_export_show_features(dict_ws, tmp_path):
     assert rows and rows[0].image[:2] == b"\xff\xd8"            # JPEG with the feature's curve
     t, v = ex.activation_curve("dense1.dict:2", rows[0].song_idx, rows[0].start_s, rows[0].end_s)
     assert len(t) and v.max() == pytest.approx(rows[0].activation, rel=0.2, abs=0.2)
-    assert [r["unit"] for r in ex.unit_table("dense1.dict", sort="unit")][:2] == ["dense1.dict:0", "dense1.dict:1"]
+    assert [r["unit"] for r in ex.unit_table("dense1.dict", sort="unit", flagged=True)][:2] == ["dense1.dict:0",
+                                                                                             "dense1.dict:1"]
     assert ex.heatmap("dense1.dict").z.shape[0] == 16
     assert ex.song_view(0, "dense1.dict", n_units=2)["units"][0][0].startswith("dense1.dict:")
     # a workspace indexed with a model adapter (no CNN to run): the index's own windows, one value each

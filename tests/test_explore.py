@@ -150,3 +150,38 @@ def test_every_picture_is_drawn_without_pyplot(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "no pyplot"
     assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ----------------------------------------------------------------------------- flags, search, landing unit
+def test_flagged_units_are_hidden_from_rankings_and_the_landing_unit(built_ws, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws)
+    z = dict(np.load(ws / "index" / "units.npz"))
+    e0 = Explorer(ws)
+    c = e0.index.column("conv2:4")
+    z["std"][c] = 0.0                                                   # conv2:4 is constant: dead
+    z["selectivity"][c] = 1e9                                           # ... and would top any ranking
+    np.savez(ws / "index" / "units.npz", **z)
+    e = Explorer(ws)
+    assert e.unit_flag("conv2:4") == "dead"
+    shown = [r["unit"] for r in e.unit_table("conv2", sort="selectivity")]
+    every = e.unit_table("conv2", sort="selectivity", flagged=True)
+    assert "conv2:4" not in shown and every[0]["unit"] == "conv2:4" and every[0]["flag"] == "dead"
+    assert len(every) == e.layers["conv2"] == len(shown) + sum(bool(r["flag"]) for r in every)
+    assert not e.unit_flag(e.default_unit())
+
+
+def test_search_ranks_by_match_quality_then_label_score(built_ws, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws)
+    (ws / "index" / "dissection.json").write_text(json.dumps({"threshold": 0.9, "units": {
+        "conv1:2": [{"concept": "lead=distortion_guitar", "score": 0.80, "detector": False}],
+        "conv3:1": [{"concept": "lead=distortion_guitar", "score": 0.96, "detector": True}],
+        "conv2:7": [{"concept": "harmony=jazz_guitar", "score": 0.99, "detector": True}]}}))
+    (ws / "index" / "explanations.json").unlink(missing_ok=True)
+    e = Explorer(ws)
+    rows = e.unit_table(None, sort="strength", query="distorted guitar")
+    assert [r["unit"] for r in rows] == ["conv3:1", "conv1:2"]          # whole matches only, best label first
+    some = [r["unit"] for r in e.unit_table(None, query="distorted violin guitar")]   # no whole match: partial
+    assert some[:2] == ["conv3:1", "conv1:2"] and "conv2:7" in some
+    assert e.default_unit() == "conv2:7"                                 # the best ground-truth detector

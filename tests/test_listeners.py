@@ -285,3 +285,28 @@ def test_listeners_of_trained_dictionary_features(built_ws, tmp_path, capsys):
     song = ws.songs()[2]["path"]
     assert main(["recommend", "-w", str(ws.path), str(ws.resolve_audio(song)), "--ablate", names[f], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counterfactual"]["interventions"] == [names[f]]
+
+
+def test_a_listeners_drivers_and_history(toy_ws, monkeypatch):
+    """The listener page: a listener's drivers are the units with the largest x_u . d_j, and their history is
+    their most-played songs."""
+    ws = toy_ws[0]
+    li = L.ListenerIndex(ws)
+    users = ws.user_ids()
+    d = li.drivers(users[2], 3)
+    E = li.delta @ li.user_factors[2]
+    assert [x["unit"] for x in d] == [li.units[j] for j in np.argsort(-E, kind="stable")[:3]]
+    assert d[0]["effect"] == pytest.approx(float(E.max())) and li.drivers(2, 3) == d
+    h = L.listening_history(ws, users[0], 5)
+    P = ws.play_matrix().toarray()[0]
+    assert [x["plays"] for x in h] == sorted(P[P > 0], reverse=True)[:5]
+    assert all(P[x["song_idx"]] == x["plays"] and ws.song_ids()[x["song_idx"]] == x["song_id"] for x in h)
+    with pytest.raises(ParameterError, match="listener 'nobody' is not in workspace"):
+        L.listening_history(ws, "nobody")
+    from test_app import _app
+    at = _app(monkeypatch, ws.path, view="listeners", user=users[2])
+    assert not at.exception and "Listener" in [t.value for t in at.title]
+    md = " ".join(m.value for m in at.markdown)
+    assert f"view=unit&unit={d[0]['unit'].replace(':', '%3A')}" in md and "plays" in md
+    assert len(at.get("audio")) == len(L.listening_history(ws, users[2], 8))
+    assert at.query_params["user"] == users[2]

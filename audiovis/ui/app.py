@@ -24,6 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import streamlit as st
 
 from audiovis.errors import AudiovisError
+from audiovis.flags import FLAG_TEXT
 from audiovis.ui.common import (
     clip_player,
     encoded_clip,
@@ -35,8 +36,10 @@ from audiovis.ui.common import (
     heatmap,
     histogram_png,
     index_stamp,
+    layer_table_columns,
     page_error,
     pick_workspace,
+    playlist_audio,
     rebuilding_notice,
     score_png,
     served_workspaces,
@@ -45,17 +48,20 @@ from audiovis.ui.common import (
     unit_link,
     unit_table,
     unit_view_data,
+    workspace_name,
     ws_state,
 )
 from audiovis.ui.listeners import unit_listeners_ui
 from audiovis.ui.why import layer_walk_ui, why_ui
 
 VIEWS = {"unit": "Unit", "layer": "Layer overview", "song": "Song"}
-OPTIONAL_VIEWS = {"coldstart": "Cold start", "visualise": "Visualise"}
+OPTIONAL_VIEWS = {"compare": "A/B units", "listeners": "Listener", "coldstart": "Cold start",
+                  "visualise": "Visualise"}
 ALL_LAYERS = "(all layers)"
 # widget keys kept across views (Streamlit drops the state of widgets not drawn in a run)
 PERSIST = ("ws", "view", "layer", "unit", "n", "bottom", "sort", "query", "ov_layer", "ov_sort", "song",
-           "song_query", "song_layer", "song_units", "ov_query")
+           "song_query", "song_layer", "song_units", "ov_query", "flagged", "ov_flagged", "unit_a", "unit_b",
+           "listener")
 
 
 # ----------------------------------------------------------------------------- state and URL
@@ -71,36 +77,50 @@ def available_views() -> dict[str, str]:
     return out
 
 
+def notice(msg: str) -> None:
+    """A notice shown above the view in this run (what the URL asked for and what is shown instead)."""
+    st.session_state.setdefault("_notices", []).append(msg)
+
+
 def _qp_int(qp, key: str, default: int) -> int:
     try:
         return int(qp.get(key, default))
     except (TypeError, ValueError):
+        notice(f"{key}={qp.get(key)!r} is not a whole number; using {default}.")
         return default
 
 
 def init_state() -> None:
-    """First run of a session: widget values from the URL's query parameters. Later runs: apply a pending
-    navigation (:func:`audiovis.ui.common.goto`) and keep widget values across views."""
+    """First run of a session: widget values from the URL's query parameters (what cannot be honoured gives a
+    notice). Later runs: apply a pending navigation (:func:`audiovis.ui.common.goto`) and keep widget values
+    across views."""
     ss = st.session_state
     if "_init" not in ss:
         ss["_init"] = True
         qp = st.query_params
         ss["ws"], ss["_ws_refused"] = pick_workspace(qp.get("ws"))
         view = qp.get("view", "unit")
-        ss["view"] = view if view in available_views() else "unit"
+        views = available_views()
+        ss["view"] = view if view in views else "unit"
+        if view not in views:
+            notice(f"view {view!r} does not exist; showing the unit view (views: {', '.join(views)}).")
         if qp.get("unit"):
-            ss["unit"] = ss["_unit_from_url"] = qp["unit"].strip()
-            ss["layer"] = ss["unit"].split(":")[0]
+            ss["_unit_from_url"] = qp["unit"].strip()
         elif qp.get("layer"):
-            ss["layer"] = qp["layer"]
+            ss["_layer_from_url"] = qp["layer"]
         if qp.get("layer"):
             ss["ov_layer"] = ss["song_layer"] = qp["layer"]
         ss["n"] = _qp_int(qp, "n", 10)
         ss["bottom"] = str(qp.get("bottom", "0")).lower() in ("1", "true", "yes")
         if qp.get("song"):
-            ss["song"] = qp["song"]
+            ss["song"] = ss["_song_from_url"] = qp["song"]
+        if qp.get("user"):
+            ss["_user_from_url"] = qp["user"]
+        for side in ("a", "b"):                     # the A/B view's units
+            if qp.get(side):
+                ss[f"unit_{side}"] = qp[side]
         if qp.get("q"):
-            ss["query"] = qp["q"]
+            ss["query"], ss["_open_first"] = qp["q"], not qp.get("unit")
     pending = ss.pop("_goto", None)
     if pending:
         for k, v in pending.items():
@@ -147,16 +167,18 @@ def workspace_ui() -> str | None:
     return path
 
 
-def _unit_desc(rows: list[dict]) -> dict[str, str]:
+def _unit_desc(ex, rows: list[dict]) -> dict[str, str]:
     out = {}
     for r in rows:
-        s = f"{r['unit']}  ·  sel {r['selectivity']:.1f}  ·  str {r['strength']:.2f}"
+        s = f"{ex.unit_label(r['unit'])}  ·  sel {r['selectivity']:.1f}  ·  str {r['strength']:.2f}"
+        if r.get("flag"):
+            s += f"  ·  [{r['flag']}]"
         if r.get("label"):
-            s += f"  ·  {r['label']}"
+            s += f"  ·  {r['label']}" + (f" {r['label_score']:.2f}" if r["label_score"] == r["label_score"] else "")
         if r.get("note"):
             s += f"  ·  {r['note']}"
         if r.get("explanation"):
-            s += f"  ·  {r['explanation']}" + (f" ({r['score']:.2f})" if r["score"] == r["score"] else "")
+            s += f"  ·  {r['explanation']}" + (f" (r {r['score']:.2f})" if r["score"] == r["score"] else "")
         out[r["unit"]] = s
     return out
 
@@ -165,14 +187,48 @@ def _random_unit(options: list[str]) -> None:
     st.session_state["unit"] = random.choice(options)
 
 
+def _url_unit(ex) -> None:
+    """The unit the URL asked for (a named unit, ``tags:rock``, is shown by its index); one that does not exist
+    gives a notice and the default unit. A first visit gets the default unit (:meth:`Explorer.default_unit`)."""
+    ss = st.session_state
+    asked = ss.pop("_unit_from_url", None)
+    if asked is not None:
+        try:
+            u = str(ex.parse(asked))
+        except AudiovisError:
+            u = ex.default_unit()
+            notice(f"unit {asked} does not exist in this model; showing {ex.unit_label(u)}, its default unit "
+                   f"(layers: {', '.join(f'{k} 0-{v - 1}' for k, v in ex.layers.items())}).")
+        if ex.unit_flag(u):                       # asked for by name: shown, with its flag
+            ss["flagged"] = True
+        ss["unit"], ss["layer"] = u, u.split(":")[0]
+    layer = ss.pop("_layer_from_url", None)
+    if layer is not None and layer not in ex.layers:
+        notice(f"layer {layer!r} does not exist in this model; showing all layers.")
+        ss["layer"] = ALL_LAYERS
+    elif layer is not None:
+        ss["layer"] = layer
+    if "unit" not in ss:
+        ss["unit"] = ex.default_unit()
+        ss.setdefault("layer", ALL_LAYERS)
+
+
+def _new_search() -> None:
+    """A new search looks in every layer and opens its best match."""
+    st.session_state["layer"] = ALL_LAYERS
+    st.session_state["_open_first"] = True
+
+
 def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
-    """Sidebar: layer, sorting, search, the unit, a random-unit button, number of clips, least-activating."""
+    """Sidebar: layer, sorting, search, dead/edge toggle, the unit, a random-unit button, number of clips,
+    least-activating."""
     ss = st.session_state
     ex = get_explorer(ws_path)
     stamp = index_stamp(ws_path)
+    _url_unit(ex)
     layers = [ALL_LAYERS] + list(ex.layers)
     if ss.get("layer") not in layers:
-        ss["layer"] = next(iter(ex.layers))
+        ss["layer"] = ALL_LAYERS
     sb = st.sidebar
     layer = sb.selectbox("Layer", layers, key="layer",
                          format_func=lambda l: l if l == ALL_LAYERS else f"{l} ({ex.layers[l]} units)")
@@ -181,25 +237,29 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
         ss["sort"] = "selectivity"
     sort = sb.selectbox("Sort by", sorts, key="sort",
                         help="strength: mean of the top activations; selectivity: (strength - mean) / std; "
-                             "sparsity: share of windows where the unit is silent; label: best dissection score; "
-                             "score: the explanation's simulation score (audiovis explain)")
-    query = sb.text_input("Search", key="query", placeholder="unit or label, e.g. distorted guitar")
-    rows = unit_table(ws_path, None if layer == ALL_LAYERS else layer, sort, query, stamp)
+                             "sparsity: share of windows where the unit is silent; label: best dissection score "
+                             "(AUROC); score: the explanation's simulation score (audiovis explain). A search "
+                             "ranks by how well each unit matches first.")
+    query = sb.text_input("Search", key="query", placeholder="unit, tag or label, e.g. distorted guitar",
+                          help="unit ids, tag names, dissection labels and explanations, in every layer; best "
+                               "match first", on_change=_new_search)
+    flagged = sb.toggle("Show dead and edge units", key="flagged",
+                        help="Dead units never fire; edge units fire only within 0.5 s of a song's start or end. "
+                             "They are hidden from rankings by default.")
+    rows = unit_table(ws_path, None if layer == ALL_LAYERS else layer, sort, query, flagged, stamp)
+    if query and not ex.dissection and not ex.explanations:
+        sb.caption("Only unit ids and tag names are searched: labels come from `audiovis dissect` (about "
+                   "2 s a song) or, with ground truth, from `audiovis run`'s label stage.")
     if not rows:
         sb.warning(f"No unit matches {query!r}.")
         return None, 10, False
     options = [r["unit"] for r in rows]
-    asked, from_url = ss.get("unit"), ss.pop("_unit_from_url", None)
-    if asked and asked not in options:
-        try:                                   # a named unit ("tags:female vocalists") is shown by its index
-            ss["unit"] = str(ex.parse(asked))
-        except AudiovisError:
-            pass
+    if ss.pop("_open_first", False) and query:     # a new search opens its best match
+        ss["unit"] = options[0]
     if ss.get("unit") not in options:
         ss["unit"] = options[0]
-        if from_url == asked:
-            sb.info(f"Unit {asked!r} does not exist in this model; showing {options[0]}.")
-    desc = _unit_desc(rows)
+    desc = _unit_desc(ex, rows)
+    ss["_unit_options"] = options
     unit = sb.selectbox(f"Unit ({len(options)})", options, key="unit", format_func=lambda u: desc.get(u, u))
     sb.button("Random unit", icon=":material/shuffle:", on_click=_random_unit, args=(options,), width="stretch")
     k = ex.index.k
@@ -207,6 +267,18 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
     n = sb.slider("Clips", 1, k, key="n")
     bottom = sb.toggle("Least-activating clips", key="bottom")
     return unit, n, bottom
+
+
+def _stats_markdown(s: dict) -> str:
+    """The unit's statistics as a small table that wraps at any width (metrics truncate at 820 px)."""
+    return ("| strength | selectivity | sparsity | mean | std |\n|---|---|---|---|---|\n"
+            f"| {s['strength']:.2f} | {s['selectivity']:.2f} σ | {s['sparsity']:.0%} | {s['mean']:.2f} | "
+            f"{s['std']:.2f} |")
+
+
+def _step_unit(options: list[str], unit: str, step: int) -> None:
+    i = options.index(unit) if unit in options else 0
+    st.session_state["unit"] = options[(i + step) % len(options)]
 
 
 def unit_ui(ws_path: str) -> dict:
@@ -217,7 +289,14 @@ def unit_ui(ws_path: str) -> dict:
         return {"view": "unit"}
     ex = get_explorer(ws_path)
     stamp = index_stamp(ws_path)
-    st.title(f"Unit {unit}")
+    st.title(f"Unit {ex.unit_label(unit)}")
+    options = st.session_state.get("_unit_options", [unit])
+    nav = st.columns([1, 1, 1])
+    nav[0].button("◀ previous", key="unit_prev", on_click=_step_unit, args=(options, unit, -1), width="stretch")
+    nav[1].button("next ▶", key="unit_next", on_click=_step_unit, args=(options, unit, 1), width="stretch")
+    flag = ex.unit_flag(unit)
+    if flag:
+        st.warning(f"{unit} is flagged {FLAG_TEXT[flag]}.", icon="⚠️")
     if ex.unit_notes.get(unit):                    # what the model itself says a unit is (CREPE: a pitch bin)
         st.caption(f"{ex.model_name}: {ex.unit_notes[unit]}")
     expl = ex.unit_explanation(unit)
@@ -225,35 +304,56 @@ def unit_ui(ws_path: str) -> dict:
         st.markdown(explanation_markdown(expl))
     labs = ex.unit_labels(unit)
     if labs:
-        st.markdown("**Labels:** " + " · ".join(
-            f"`{x['concept']}` {x.get('score', float('nan')):.2f}{' ✓' if x.get('detector') else ''}"
-            for x in labs[:5]))
+        st.markdown("**Labels** (network dissection: AUROC of its per-window activation for the concept against "
+                    "the rest; ✓ a detector, AUROC ≥ 0.9): " + " · ".join(
+                        f"`{x['concept']}` {x.get('score', float('nan')):.2f}{' ✓' if x.get('detector') else ''}"
+                        for x in labs[:5]))
+        if expl and expl.get("terms") and expl["terms"][0]["term"] not in {x["concept"] for x in labs[:5]}:
+            st.caption("The explanation and the labels can name different concepts: a label scores each concept "
+                       "alone (AUROC), the explanation picks the few terms that predict the activation best "
+                       "together, on other songs.")
     s = ex.unit_stats(unit)
-    c = st.columns([1, 1, 1, 1, 1, 3.5])
-    c[0].metric("strength", f"{s['strength']:.2f}", help="mean activation of its top clips")
-    c[1].metric("selectivity", f"{s['selectivity']:.1f}", help="(strength - mean) / std over all windows")
-    c[2].metric("sparsity", f"{s['sparsity']:.0%}", help="share of windows where the unit is silent (<= 0)")
-    c[3].metric("mean", f"{s['mean']:.2f}", help="mean activation over all windows")
-    c[4].metric("std", f"{s['std']:.2f}", help="standard deviation over all windows")
-    c[5].image(histogram_png(ws_path, unit, stamp), caption="activation histogram over all windows")
+    st.markdown(_stats_markdown(s))         # full width: side by side with the histogram it truncates at 820 px
+    st.caption("strength: mean activation of its top clips · selectivity: (strength - mean) / std, in standard "
+               "deviations (σ) · sparsity: share of windows where it is silent (≤ 0) · mean, std: over all "
+               "windows")
+    st.image(histogram_png(ws_path, unit, stamp), caption="activation histogram over all windows (log count)")
     with st.expander("Listeners it recruits", expanded=False):
         unit_listeners_ui(ws_path, unit)
+    if flag == "dead":
+        st.info("No clips: a dead unit has no top clips, only arbitrary windows at (almost) one value.")
+        return {"view": "unit", "unit": unit, "n": n, "bottom": int(bottom)}
     link = unit_link(unit, ws_path, n, bottom)
-    st.markdown(f"{'Least' if bottom else 'Top'} {n} clips, one per song, each {ex.cfg.window_s:g} s centred "
-                f"on the unit's peak (dashed line); cyan: activation over time. [Link to this view]({link})")
+    centred = ("each clip's peak sits at a song's edge, so the clips are cut at the edge" if flag == "edge" else
+               "centred on the unit's peak (dashed line)")
+    st.markdown(f"{'Least' if bottom else 'Top'} {n} clips, one per song, each {ex.cfg.window_s:g} s {centred}; "
+                f"cyan: activation over time. [Link to this view]({link})")
+    if bottom and s["sparsity"] > 0.5:
+        st.caption(f"{s['sparsity']:.0%} of all windows are silent (≤ 0) for this unit: these are a few of the "
+                   "many tied at the bottom, in catalogue order.")
+    with st.expander(f"Play all {n} clips in sequence", expanded=False):
+        data, mime, starts = playlist_audio(ws_path, unit, n, bottom, stamp)
+        clip_player(data, mime)
+        st.caption("One track, rank order, 0.4 s of silence between clips; clip starts at "
+                   + ", ".join(f"{t:.1f}" for t in starts) + " s.")
     rows = unit_view_data(ws_path, unit, n, bottom, stamp)
-    for r in rows:
-        left, right = st.columns([2, 3], vertical_alignment="center")
-        with left:
-            link = song_link(r.song_id, ws_path, unit.split(':')[0])
-            st.markdown(f"**{r.rank}. {r.song_id}** · {r.start_s:.1f}–{r.end_s:.1f} s · "
-                        f"activation **{r.activation:.2f}** [song]({link})")
-            if r.labels:
-                st.caption(format_labels(r.labels))
-            clip_player(r.audio, r.mime)
-        with right:
-            st.image(r.image, width="stretch")
+    for r in rows:                          # stacked, not in columns: at 820 px a narrow player loses its seek bar
+        link = song_link(r.song_id, ws_path, unit.split(':')[0])
+        st.markdown(f"**{r.rank}. {r.song_id}** · {r.start_s:.1f}–{r.end_s:.1f} s · "
+                    f"activation **{r.activation:.2f}** [song]({link})"
+                    + (f"  \n{format_labels(r.labels)}" if r.labels else ""))
+        clip_player(r.audio, r.mime)
+        st.image(r.image, width="content")
         why_ui(ws_path, r.song_id, unit=unit, at=r.start_s, key=f"why_{unit}_{r.rank}")
+    if has_trained_cnn(ws_path) and ex.model is not None:
+        c = st.columns(2)
+        layer, i = unit.split(":")
+        if c[0].button(f"Dream {unit}", key="unit_dream", width="stretch",
+                       help="open the Visualise view's Dream tab with this unit"):
+            goto(view="visualise", vis_dream_layer=layer, vis_dream_idx=i)
+        if c[1].button(f"Auralise {unit}", key="unit_auralise", width="stretch",
+                       help="open the Visualise view's Auralise tab with this unit and its top clips"):
+            goto(view="visualise", vis_aur_layer=layer, vis_aur_idx=int(i))
     return {"view": "unit", "unit": unit, "n": n, "bottom": int(bottom)}
 
 
@@ -273,9 +373,15 @@ def layer_ui(ws_path: str) -> dict:
         ss["ov_sort"] = "unit"
     sort = st.sidebar.selectbox("Sort by", sorts, key="ov_sort")
     query = st.sidebar.text_input("Search", key="ov_query", placeholder="unit, label or explanation, e.g. ska")
+    flagged = st.sidebar.toggle("Show dead and edge units", key="ov_flagged",
+                                help="Dead units never fire; edge units fire only within 0.5 s of a song's edge.")
     st.title(f"Layer {layer}: {ex.layers[layer]} units")
     for msg in ex.index.stale_dictionaries.values():
         st.warning(msg)
+    if not ex.index.dictionaries and not ex.index.is_dictionary(layer):
+        st.caption(f"Dictionary features (sparse combinations of a layer's units, browsable like units) are not "
+                   f"built by default: `audiovis dictionary -w {workspace_name(ws_path)} --layer {layer}` (dense1 of "
+                   f"the demo, 3,067 windows: 42 s on 2 shared cores; the time grows with the windows).")
     if ex.explanations:
         st.image(score_png(ws_path, layer, stamp), width=480, caption="simulation scores of the layer's "
                  "explanations (audiovis explain: Pearson r on held-out songs; dashed: median)")
@@ -285,27 +391,33 @@ def layer_ui(ws_path: str) -> dict:
         st.markdown("Mean activation of each unit over the windows with each ground-truth value, in standard "
                     "deviations from the unit's mean (red: the unit fires more on that value).")
         st.image(png, width="stretch")
-    rows = unit_table(ws_path, layer, sort, query, stamp)
+    rows = unit_table(ws_path, layer, sort, query, flagged, stamp)
+    n_flagged = sum(bool(ex.unit_flag(u)) for u in ex.index.units(layer))
+    if n_flagged and not flagged:
+        st.caption(f"{n_flagged} of {ex.layers[layer]} units are dead or edge artifacts and hidden (the sidebar's "
+                   "toggle shows them).")
     if not rows:
-        st.info(f"No unit of {layer} matches {query!r}.")
+        st.info(f"No unit of {layer} matches {query!r}." if query else f"Every unit of {layer} is dead or an edge "
+                "artifact: the sidebar's toggle shows them.")
         return {"view": "layer", "layer": layer}
-    df = pd.DataFrame(rows)[["unit", "strength", "selectivity", "sparsity", "mean", "label", "explanation",
-                             "score"]]
+    df = pd.DataFrame(rows)[["unit", "flag", "strength", "selectivity", "sparsity", "mean", "label", "label_score",
+                             "explanation", "score"]]
     if not ex.explanations:
         df = df.drop(columns=["explanation", "score"])
     if hm is not None and len(hm.columns):
         col = {u: i for i, u in enumerate(hm.units)}
         best = [int(hm.z[col[u]].argmax()) for u in df["unit"]]
-        df["top concept"] = [hm.columns[b] for b in best]
-        df["z"] = [float(hm.z[col[u], b]) for u, b in zip(df["unit"], best)]
+        live = [not f for f in df["flag"]]                 # a dead or edge unit has no concept to claim
+        df["top concept"] = [hm.columns[b] if ok else "" for b, ok in zip(best, live)]
+        df["z"] = [float(hm.z[col[u], b]) if ok else float("nan") for u, b, ok in zip(df["unit"], best, live)]
     df.insert(1, "open", [unit_link(u, ws_path) for u in df["unit"]])
     if not ex.dissection:
-        df = df.drop(columns=["label"])
+        df = df.drop(columns=["label", "label_score"])
+    if not flagged:
+        df = df.drop(columns=["flag"])
     st.markdown("Select a row to open its unit view (or follow its link).")
     ev = st.dataframe(df, hide_index=True, on_select="rerun", selection_mode="single-row", key=f"ov_table_{layer}",
-                      column_config={"open": st.column_config.LinkColumn("open", display_text="open ↗"),
-                                     "sparsity": st.column_config.ProgressColumn("sparsity", min_value=0,
-                                                                                 max_value=1, format="%.2f")},
+                      column_config=layer_table_columns(),
                       width="stretch", height=420)
     sel = ev.selection.rows if ev is not None and hasattr(ev, "selection") else []
     if sel:
@@ -343,8 +455,11 @@ def song_ui(ws_path: str) -> dict:
         st.sidebar.warning(f"No song matches {q!r}.")
         return {"view": "song"}
     options = [ex.song_ids[i] for i in idx]
+    asked = ss.pop("_song_from_url", None)
     if ss.get("song") not in options:
         ss["song"] = options[0]
+        if asked is not None and asked not in ex.song_ids:
+            notice(f"song {asked!r} is not in this workspace; showing {options[0]}.")
     sid = st.sidebar.selectbox(f"Song ({len(options)})", options, key="song")
     layers = list(ex.layers)
     if ss.get("song_layer") not in layers:
@@ -384,13 +499,19 @@ def song_ui(ws_path: str) -> dict:
 def optional_ui(name: str, ws_path: str) -> dict:
     """A view provided by another module, ``audiovis.ui.<name>.<name>_ui(ws_path)``."""
     mod = importlib.import_module(f"audiovis.ui.{name}")
-    getattr(mod, f"{name}_ui")(ws_path)
-    return {"view": name}
+    out = getattr(mod, f"{name}_ui")(ws_path)
+    return out if isinstance(out, dict) else {"view": name}
 
 
 def main() -> None:
     st.set_page_config(page_title="audiovis: listening page", page_icon="🎧", layout="wide")
+    try:
+        st.set_option("client.toolbarMode", "minimal")   # no "Deploy" button (`audiovis serve` sets it too)
+    except Exception:                                    # noqa: BLE001 - an older Streamlit: keep its toolbar
+        pass
+    st.session_state["_notices"] = []
     init_state()
+    notices = st.container()
     try:
         ws_path = workspace_ui()
         if ws_path is None:
@@ -398,8 +519,9 @@ def main() -> None:
             return
         rebuilding_notice(ws_path)
         views = available_views()
-        if not has_trained_cnn(ws_path):            # a model of your own, no plays: no cold start
+        if not has_trained_cnn(ws_path):            # a model of your own, no plays: no cold start, no listeners
             views.pop("coldstart", None)
+            views.pop("listeners", None)
         if st.session_state.get("view") not in views:
             st.session_state["view"] = "unit"
         view = st.sidebar.radio("View", list(views), key="view", format_func=views.get, horizontal=False)
@@ -414,6 +536,8 @@ def main() -> None:
     except Exception as e:          # never a traceback in the page (Streamlit's rerun/stop are BaseExceptions)
         st.error(page_error(e, st.session_state.get("ws", "")), icon="⚠️")
         params = {"view": st.session_state.get("view")}
+    for msg in st.session_state.get("_notices", []):
+        notices.warning(msg, icon="🔗")
     sync_query({"ws": st.session_state.get("ws"), **params})
 
 

@@ -4,6 +4,7 @@ module only draws."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
@@ -13,7 +14,7 @@ from ..audio import AUDIO_EXTENSIONS
 from ..errors import AudiovisError
 from ..pictures import render_timelines
 from ..workspace import Workspace
-from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed
+from .common import clip_player, encoded_clip, format_labels, song_link, unit_link, writes_allowed, writes_off_caption
 from .listeners import counterfactual_ui, drivers_text, drivers_ui
 from .why import upload_path, why_listeners_ui, why_ui
 
@@ -53,8 +54,9 @@ def coldstart_ui(ws_path: str) -> dict:
                "listeners: users ranked by x_u · y'. Units: peak activation as a z-score against the "
                "catalogue's windows.")
     cfg = cs.ColdStartConfig()
+    mb = min(cfg.max_bytes // 1048576, int(st.get_option("server.maxUploadSize")))   # the widget's limit too
     up = st.file_uploader(f"Upload a song ({', '.join(e.lstrip('.').upper() for e in AUDIO_EXTENSIONS[:6])}; "
-                          f"at most {cfg.max_bytes // 1048576} MB and {cfg.max_duration / 60:g} min)",
+                          f"at most {mb} MB and {cfg.max_duration / 60:g} min)",
                           type=[e.lstrip(".") for e in AUDIO_EXTENSIONS], key="coldstart_upload")
     k = st.slider("Similar songs", 3, 30, 10, key="coldstart_k")
     if up is None:
@@ -73,6 +75,10 @@ def coldstart_ui(ws_path: str) -> dict:
              f"{rec['search']['method']} {rec['search']['metric']} search over {rec['search']['catalogue']} songs")
     for note in song.get("warnings", []):
         st.warning(note)
+    same = rec.get("catalogue_song")
+    if same:
+        st.success(f"This is [{same}]({song_link(same, ws_path)}) from the catalogue (the same file, byte for "
+                   f"byte): it is its own nearest neighbour below.", icon="🔁")
     clip_player(data, up.type or "audio/ogg")
 
     left, right = st.columns([3, 2])
@@ -106,13 +112,20 @@ def coldstart_ui(ws_path: str) -> dict:
     counterfactual_ui(ws_path, get_engine(ws_path), up.name, data, rec, k)
 
     st.divider()
+    go, sid = False, ""
     if not writes_allowed():
-        st.caption("Adding songs to the workspace is off on this server (the operator can allow it with "
-                   "`audiovis serve --allow-add`; from a shell, `audiovis add` does the same).")
-    elif st.button("Add this song to the workspace", key="coldstart_add",
-                   help="Featurize, embed and index it without retraining; it then appears like any other song."):
+        writes_off_caption("Adding this song", f"audiovis add -w WS {up.name}")
+    elif same:
+        st.caption(f"Already in the workspace as {same}: nothing to add.")
+    else:
+        c1, c2 = st.columns([2, 1], vertical_alignment="bottom")
+        sid = c1.text_input("Song id", value=Path(up.name).stem, key="coldstart_add_id",
+                            help="the id it gets in the catalogue (must be new)")
+        go = c2.button("Add this song to the workspace", key="coldstart_add",
+                       help="Featurize, embed and index it without retraining; it then appears like any other song.")
+    if go:
         try:
-            out = uploads.add_upload(ws_path, up.name, data)
+            out = uploads.add_upload(ws_path, up.name, data, song_id=sid.strip() or None)
         except AudiovisError as e:
             st.error(f"Cannot add '{up.name}': {e}")
         else:

@@ -28,7 +28,7 @@ from ..workspace import Workspace
 
 DEFAULT_WS = "workspaces/demo"
 WORKSPACES_ENV = "AUDIOVIS_WORKSPACES"   # the served workspaces, os.pathsep-separated (set by `audiovis serve`)
-ALLOW_ADD_ENV = "AUDIOVIS_ALLOW_ADD"     # "1": visitors may add uploaded songs (`audiovis serve --allow-add`)
+ALLOW_ADD_ENV = "AUDIOVIS_ALLOW_ADD"     # "1": the page may write (`audiovis serve --allow-writes`, or --allow-add)
 log = logging.getLogger("audiovis.page")
 
 
@@ -94,8 +94,16 @@ def workspace_name(ws_path: str) -> str:
 
 
 def writes_allowed() -> bool:
-    """True when the server was started with ``--allow-add`` (visitors may add songs to the workspace)."""
+    """True when the server was started with ``--allow-writes`` (alias ``--allow-add``): only then does the page
+    write into a workspace (add an uploaded song, run a dissection, cache a dream). Otherwise it only reads."""
     return os.environ.get(ALLOW_ADD_ENV, "") == "1"
+
+
+def upload_mb() -> int:
+    """The largest upload the page takes, in MB (the cold-start limit; ``audiovis serve`` sets Streamlit's
+    ``server.maxUploadSize`` to it, so the widget and the page state one limit)."""
+    from ..coldstart import MAX_UPLOAD_BYTES
+    return MAX_UPLOAD_BYTES // 1048576
 
 
 def page_error(e: BaseException, ws_name: str = "WS") -> str:
@@ -184,8 +192,18 @@ def unit_view_data(ws_path: str, unit: str, n: int = 10, bottom: bool = False, s
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def unit_table(ws_path: str, layer: str | None, sort: str = "strength", query: str = "", stamp: str = "") -> list[dict]:
-    return get_explorer(ws_path).unit_table(layer, sort=sort, query=query)
+def unit_table(ws_path: str, layer: str | None, sort: str = "strength", query: str = "", flagged: bool = False,
+               stamp: str = "") -> list[dict]:
+    """:meth:`Explorer.unit_table` (cached): dead and edge units only with ``flagged``."""
+    return get_explorer(ws_path).unit_table(layer, sort=sort, query=query, flagged=flagged)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def playlist_audio(ws_path: str, unit: str, n: int, bottom: bool = False, stamp: str = "") -> tuple[bytes, str, list]:
+    """A unit's clips as one track (:func:`audiovis.playlist.playlist`): bytes, mime, each clip's start (s)."""
+    from ..playlist import playlist
+    p = playlist(get_explorer(ws_path), unit, n, bottom)
+    return p.data, p.mime, p.starts
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -199,6 +217,23 @@ def score_png(ws_path: str, layer: str, stamp: str = "") -> bytes:
     """The distribution of a layer's explanation scores (:func:`audiovis.pictures.render_scores`)."""
     ex = get_explorer(ws_path)
     return render_scores([ex.explanations.get(u, {}).get("score") for u in ex.index.units(layer)], 480, 140)
+
+
+def layer_table_columns() -> dict:
+    """The layer overview table's columns: every number named, with a help text and one number format."""
+    num = st.column_config.NumberColumn
+    return {"open": st.column_config.LinkColumn("open", display_text="open ↗"),
+            "strength": num("strength", format="%.2f", help="mean activation of its top clips"),
+            "selectivity": num("selectivity (σ)", format="%.2f", help="(strength - mean) / std over all windows"),
+            "mean": num("mean", format="%.2f", help="mean activation over all windows"),
+            "label_score": num("AUROC", format="%.3f", help="the label's AUROC: how well the unit's activation "
+                               "separates the concept's windows from the rest (0.5: chance, 1: perfectly)"),
+            "score": num("r", format="%.2f", help="the explanation's simulation score: Pearson r of the predicted "
+                         "and real activation on held-out songs"),
+            "z": num("z", format="%.2f", help="mean activation on the top concept's windows, in standard "
+                     "deviations from the unit's mean"),
+            "sparsity": st.column_config.ProgressColumn("sparsity", min_value=0, max_value=1, format="%.2f",
+                                                        help="share of windows where the unit is silent (<= 0)")}
 
 
 def sort_keys(ex: Explorer) -> list[str]:
@@ -217,6 +252,13 @@ def explanation_markdown(e: dict) -> str:
 def histogram_png(ws_path: str, unit: str, stamp: str = "") -> bytes:
     s = get_explorer(ws_path).unit_stats(unit)
     return render_histogram(s["hist"], s["hist_edges"])
+
+
+def writes_off_caption(what: str, command: str) -> None:
+    """Says that ``what`` would write into the workspace, which this server does not allow, and the command
+    that does it from a shell."""
+    st.caption(f"{what} writes into the workspace, and this server only reads (the operator can allow it with "
+               f"`audiovis serve --allow-writes`). From a shell: `{command}`.")
 
 
 def clip_player(data: bytes, mime: str = "audio/ogg") -> None:

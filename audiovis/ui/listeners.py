@@ -47,8 +47,69 @@ def unit_listeners_ui(ws_path: str, unit: str, n: int = 10) -> None:
                f"feature: its part of the layer's output taken out). It fires in "
                f"{d['songs_fired']} of {d['songs']} songs; **mean effect over all users {d['mean_effect']:+.4f}** "
                f"(mean |effect| {d['mean_abs_effect']:.4f}).")
-    st.dataframe([{"rank": r["rank"], "user": r["user_id"], "effect": round(r["effect"], 4)} for r in d["listeners"]],
-                 hide_index=True, width="content")
+    st.dataframe([{"rank": r["rank"], "user": r["user_id"], "effect": round(r["effect"], 4),
+                   "page": listener_link(r["user_id"], ws_path)} for r in d["listeners"]],
+                 hide_index=True, width="content",
+                 column_config={"page": st.column_config.LinkColumn("listener", display_text="their page ↗"),
+                                "effect": st.column_config.NumberColumn("effect", format="%+.4f",
+                                                                        help="mean rise of x_u · y")})
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _history(ws_path: str, user_id: str, n: int, stamp: tuple) -> list[dict]:
+    return lst.listening_history(ws_path, user_id, n)
+
+
+def listeners_ui(ws_path: str) -> dict:
+    """A listener's page: their most-played songs (playable) and the units that drive their recommendations
+    (after ``audiovis listeners``; otherwise the command and its cost)."""
+    from .common import get_explorer
+    ws = Workspace(ws_path)
+    ids = ws.user_ids()
+    st.title("Listener")
+    if not ids:
+        st.info("This workspace has no listeners (it was built without a listening log).")
+        return {"view": "listeners"}
+    ss = st.session_state
+    asked = ss.pop("_user_from_url", None)
+    if asked is not None and asked not in ids:
+        st.warning(f"listener {asked!r} is not in this workspace; showing {ids[0]}.")
+    if ss.get("listener") not in ids:
+        ss["listener"] = asked if asked in ids else ids[0]
+    user = st.sidebar.selectbox(f"Listener ({len(ids)})", ids, key="listener")
+    ex = get_explorer(ws_path)
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown(f"#### {user}'s most-played songs")
+        for r in _history(ws_path, user, 8, _stamp(ws_path)):
+            dur = ex.song_duration(r["song_idx"])
+            t0 = max(0.0, dur / 2 - 5.0)
+            st.markdown(f"**{r['rank']}. [{r['song_id']}]({song_link(r['song_id'], ws_path)})** · "
+                        f"{r['plays']:g} plays · 10 s from the middle")
+            data, mime = encoded_clip(ws_path, r["song_idx"], t0, min(dur, t0 + 10.0))
+            clip_player(data, mime)
+    with right:
+        st.markdown("#### Units that drive their recommendations")
+        state, msg = lst.listeners_state(ws)
+        if state != "ready":
+            st.caption(msg)
+            return {"view": "listeners", "user": user}
+        li = _listener_index(str(ws.path), _stamp(ws_path))
+        st.caption("Each unit's effect on this listener: how much it raises their score x_u · y of the songs it "
+                   "fires in, on average (the drop when it is silenced there). Larger: it pulls those songs "
+                   "towards them.")
+        st.markdown("\n".join(f"{d['rank']}. [{ex.unit_label(d['unit'])}]({unit_link(d['unit'], ws_path)}) "
+                               f"effect {d['effect']:+.4f}" for d in li.drivers(user, 10)))
+    return {"view": "listeners", "user": user}
+
+
+def listener_link(user_id: str, ws_path: str | None = None) -> str:
+    """A relative URL that opens a listener's page (``?view=listeners&user=...``)."""
+    from urllib.parse import urlencode
+
+    from .common import workspace_name
+    return "?" + urlencode({**({"ws": workspace_name(ws_path)} if ws_path else {}), "view": "listeners",
+                            "user": user_id})
 
 
 def drivers_text(row: dict, n: int | None = None) -> str:
@@ -107,7 +168,8 @@ def counterfactual_ui(ws_path: str, eng, name: str, data: bytes, rec: dict, k: i
     options = active + [u for u in lst.unit_names(eng.layers, lst.feature_dictionaries(eng.index, eng.model))
                         if u not in active]
     c1, c2 = st.columns(2)
-    ablate = c1.multiselect("Ablate units", options, key="cf_ablate", placeholder="the most active units first")
+    ablate = c1.multiselect("Ablate units", options, key="cf_ablate", placeholder="the most active units first",
+                            select_all=False, max_selections=32)   # no one-click "Select all" of every unit
     clamp_text = c2.text_input("Clamp units (UNIT=VALUE, comma-separated)", key="cf_clamp",
                                placeholder="e.g. conv3:17=2.5")
     clamp = [c.strip() for c in clamp_text.split(",") if c.strip()]

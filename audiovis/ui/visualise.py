@@ -12,8 +12,9 @@ import os
 import numpy as np
 import streamlit as st
 
+from ..clips import match_level
 from ..pictures import figure_png, plot_logmel
-from .common import clip_player, get_index, get_model, has_trained_cnn, unit_link
+from .common import clip_player, get_index, get_model, has_trained_cnn, unit_link, writes_allowed, writes_off_caption
 
 
 def _threads():
@@ -64,7 +65,8 @@ def _filters_section(ws_path: str):
                "(across); red excites, blue inhibits.")
     st.image(png, width="stretch")
     st.markdown("**Each filter, with the frequency it likes most** (click to open its unit view):")
-    links = [f"[conv1:{i}]({unit_link(f'conv1:{i}', ws_path)}) {resp['peak_hz'][i]:.0f} Hz" for i in range(len(W))]
+    links = [f"[conv1:{i}]({unit_link(f'conv1:{i}', ws_path)}) {resp['peak_hz'][i]:.0f}\u00a0Hz"   # no wrap
+             for i in range(len(W))]
     cols = st.columns(8)
     for i, l in enumerate(links):
         cols[i % 8].markdown(l)
@@ -79,7 +81,8 @@ def _dream_section(ws_path: str):
     ix = get_index(ws_path)
     c1, c2, c3 = st.columns([2, 2, 1])
     layer = c1.selectbox("Layer", list(ix.layers), key="vis_dream_layer")
-    which = c2.text_input("Unit index (empty: the whole layer, deep-dream style)", "0", key="vis_dream_idx")
+    st.session_state.setdefault("vis_dream_idx", "0")     # the unit view's "Dream" button may have set it
+    which = c2.text_input("Unit index (empty: the whole layer, deep-dream style)", key="vis_dream_idx")
     steps = c3.number_input("Steps", 16, 2048, RenderConfig().steps, step=64, key="vis_dream_steps")
     clip = st.text_input("Start from a real clip (SONG_ID:START_S, optional)", "", key="vis_dream_clip")
     spec = f"{layer}:{which.strip()}" if which.strip() else layer
@@ -88,7 +91,7 @@ def _dream_section(ws_path: str):
         bar = st.progress(0.0)
         try:
             d = dream(ws_path, spec, from_clip=clip.strip() or None, cfg=RenderConfig(steps=int(steps)),
-                      model=get_model(ws_path), progress=lambda s, n: bar.progress(s / n))
+                      model=get_model(ws_path), progress=lambda s, n: bar.progress(s / n), save=writes_allowed())
         except Exception as e:
             st.error(str(e))
             return
@@ -100,11 +103,11 @@ def _dream_section(ws_path: str):
                 "range), rendered to audio by mel inversion and Griffin-Lim. Results are cached per unit.")
         return
     st.image(figure_png(plot_logmel(d.logmel, d.sr, title=f"dream of {d.objective}")))
-    clip_player(d.audio_path.read_bytes(), "audio/ogg")
-    m1, m2, m3 = st.columns(3)
-    m1.metric("activation of the dream", f"{d.activation:.3f}")
-    m2.metric("best real clip", "n/a" if d.best_real is None else f"{d.best_real:.3f}")
-    m3.metric("ratio", "n/a" if d.ratio is None else f"{d.ratio:.2f}x")
+    clip_player(_wav(d.audio, d.sr), "audio/wav")
+    st.markdown(f"Activation of the dream **{d.activation:.3f}** · of the best real clip **"
+                + ("n/a" if d.best_real is None else f"{d.best_real:.3f}") + "** · ratio **"
+                + ("n/a" if d.ratio is None else f"{d.ratio:.2f}×") + "** (the dream over the best real clip, in "
+                "the unit's activation units)")
     if ":" in d.objective:
         st.markdown(f"[open the unit view of {d.objective}]({unit_link(d.objective, ws_path)})"
                     + (" · from the cache" if d.cached else f" · {d.seconds:.1f} s"))
@@ -118,7 +121,9 @@ def _auralise_section(ws_path: str):
     layer = c1.selectbox("Layer", [l for l in ix.layers if l.startswith("conv")] + [l for l in ix.layers
                                                                                   if not l.startswith("conv")],
                          key="vis_aur_layer")
-    idx = c2.number_input("Unit", 0, ix.layers[layer] - 1, 0, key="vis_aur_idx")
+    ss = st.session_state                                  # the unit view's "Auralise" button may have set it
+    ss["vis_aur_idx"] = min(max(int(ss.get("vis_aur_idx", 0)), 0), ix.layers[layer] - 1)
+    idx = c2.number_input("Unit", 0, ix.layers[layer] - 1, key="vis_aur_idx")
     unit = f"{layer}:{int(idx)}"
     top = ix.top(unit, n=10)
     if not top:
@@ -141,11 +146,14 @@ def _auralise_section(ws_path: str):
         clip_player(_wav(a.original, a.sr), "audio/wav")
     with r:
         st.markdown(f"**what {unit} hears**")
-        st.image(figure_png(plot_logmel(a.relevance, a.sr, title="relevance (gradient x input)")))
-        clip_player(_wav(a.auralised, a.sr), "audio/wav")
+        st.image(figure_png(plot_logmel(a.relevance, a.sr, title="relevance (gradient x input)", vmin=0, vmax=1,
+                                        cbar_label="relevance (0-1)")))
+        y, gain_db = match_level(a.auralised, a.original)
+        clip_player(_wav(y, a.sr), "audio/wav")
     kept = float((a.auralised ** 2).sum() / max((a.original ** 2).sum(), 1e-12))
     st.caption(f"The clip's STFT masked by the unit's relevance (mel -> linear frequency), inverted with the "
-               f"original phase; {100 * kept:.0f}% of the energy kept. [unit view]({unit_link(unit, ws_path)})")
+               f"original phase; {100 * kept:.0f}% of the energy kept, played {gain_db:+.1f} dB louder so both "
+               f"players sound equally loud (RMS). [unit view]({unit_link(unit, ws_path)})")
 
 
 # ------------------------------------------------------------------------------------------------ backward
@@ -179,12 +187,14 @@ def _backward_section(ws_path: str):
     st.image(figure_png(plot_logmel(r.logmel, r.sr, title=f"backward query: {r.target_name}")))
     clip_player(_wav(r.audio, r.sr), "audio/wav")
     m1, m2, m3 = st.columns(3)
-    m1.metric(f"cosine to target ({r.loss})", f"{r.cosine:.3f}", f"{r.cosine - r.start_cosine:+.3f} from noise")
-    m2.metric("distance to target", f"{r.distance:.3f}", f"{r.distance - r.start_distance:+.3f}",
-              delta_color="inverse")
+    m1.metric("cosine to target", f"{r.cosine:.3f}", f"{r.cosine - r.start_cosine:+.3f} from the noise start",
+              help=f"cosine of the predicted factors f(x) with the target's (optimised loss: {r.loss}); 1 is best")
+    m2.metric("distance to target", f"{r.distance:.3f}", f"{r.distance - r.start_distance:+.3f} from the noise "
+              "start", delta_color="inverse", help="Euclidean distance of f(x) to the target; lower is better")
     if r.best_real:
-        m3.metric("x_u . f(x) (best real song)", f"{r.score:.3f}",
-                  f"{r.best_real['song_id']}: {r.best_real['score']:.3f}", delta_color="off")
+        m3.metric("score x_u · f(x)", f"{r.score:.3f}", f"best real song {r.best_real['song_id']}: "
+                  f"{r.best_real['score']:.3f}", delta_color="off",
+                  help="the listener's predicted preference for the found input, next to their best real song's")
 
 
 # ------------------------------------------------------------------------------------------------ dissection
@@ -199,14 +209,24 @@ def _dissection_section(ws_path: str):
     from ..visualise.dissect import dissect, search_units
     ws = _ws(ws_path)
     p = ws.index_dir / "dissection.json"
-    if not p.exists():
-        st.info("No dissection yet: every unit scored against concepts (ground-truth labels where there are "
-                "some, and librosa descriptors per window).")
-        if st.button("Run the dissection (about a minute on the demo)", key="vis_dis_go"):
-            with st.spinner("Scoring units against concepts..."):
+    full = p.exists() and any(v.get("source") == "descriptor"
+                              for v in _dissection(ws_path, p.stat().st_mtime).get("concept_info", {}).values())
+    if not full:
+        n = len(ws.song_ids())
+        st.info(("The labels below come from the ground truth only. " if p.exists() else "No dissection yet. ")
+                + "The full dissection also scores every unit against librosa descriptors per window (tempo, "
+                f"brightness, key...): about 2 s a song on one core, so about {max(1, round(n * 2 / 60))} min "
+                f"for these {n} songs.")
+        if not writes_allowed():
+            writes_off_caption("The dissection", f"audiovis dissect -w {ws.path.name}")
+        elif st.button("Run the full dissection", key="vis_dis_go"):
+            with st.status(f"Scoring units against concepts (about {max(1, round(n * 2 / 60))} min)...") as stt:
                 dissect(ws, progress=False)
+                stt.update(label="Dissection done", state="complete")
+            st.cache_data.clear()
             st.rerun()
-        return
+        if not p.exists():
+            return
     res = _dissection(ws_path, p.stat().st_mtime)
     thr = res["threshold"]
     q = st.text_input("Search concepts", placeholder="units for distorted guitar", key="vis_dis_q")
@@ -216,7 +236,7 @@ def _dissection_section(ws_path: str):
             st.warning(f"no concept matches {q!r}; concepts are: {', '.join(res['concepts'])}")
         for r in rows:
             st.markdown(f"- **{r['concept']}**: [{r['unit']}]({unit_link(r['unit'], ws_path)}) "
-                        f"AUROC {r['score']:.3f}{' · detector' if r['detector'] else ''}")
+                        f"AUROC {r['score']:.3f}{' · detector (AUROC ≥ 0.9)' if r['detector'] else ''}")
     info = res.get("concept_info", {})
     table = [{"concept": c, "source": info.get(c, {}).get("source", ""), "best unit": lst[0]["unit"],
               "AUROC": lst[0]["score"], "IoU": lst[0].get("iou"), "detector": lst[0]["score"] >= thr,
@@ -225,8 +245,13 @@ def _dissection_section(ws_path: str):
     n_det = sum(r["detector"] for r in table)
     st.caption(f"{n_det} of {len(table)} concepts have a detector (AUROC >= {thr}); AUROC of the unit's "
                f"per-window activation for concept-vs-rest.")
+    num = st.column_config.NumberColumn
     st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch",
-                 column_config={"open": st.column_config.LinkColumn("unit view", display_text="open")})
+                 column_config={"open": st.column_config.LinkColumn("unit view", display_text="open"),
+                                "AUROC": num("AUROC", format="%.3f", help="how well the unit's per-window activation "
+                                             "separates the concept's windows from the rest (0.5 chance, 1 perfect)"),
+                                "IoU": num("IoU", format="%.3f", help="intersection over union of the unit's top "
+                                           "0.5% windows and the concept's windows (Bau et al. 2017)")})
 
 
 def visualise_ui(ws_path: str) -> None:

@@ -122,7 +122,8 @@ def run(ws, a) -> int:
         fig = new_figure(11, 3, dpi=100)
         axes = fig.subplots(1, 2)
         plot_logmel(r.logmel, r.sr, title=f"{a.song_id} at {a.start_s:g} s", ax=axes[0])
-        plot_logmel(r.relevance, r.sr, title=f"what {r.objective} hears (relevance)", ax=axes[1])
+        plot_logmel(r.relevance, r.sr, title=f"what {r.objective} hears (relevance)", ax=axes[1], vmin=0, vmax=1,
+                    cbar_label="relevance (0-1)")
         save_figure(fig, _png_next_to(a.out))
         kept = float((r.auralised ** 2).sum() / max((r.original ** 2).sum(), 1e-12))
         if r.activation <= 0:

@@ -83,7 +83,7 @@ def _best_real(ws: Workspace, objective) -> float | None:
 
 
 def dream(workspace, objective: str, from_clip: str | None = None, cfg: RenderConfig | None = None,
-          model=None, force: bool = False, progress=None) -> Dream:
+          model=None, force: bool = False, progress=None, save: bool = True) -> Dream:
     """Dream the input a unit (``"conv2:17"``), a layer (``"conv2"``) or a factor (``"output:3"``) wants most.
 
     Parameters
@@ -92,6 +92,7 @@ def dream(workspace, objective: str, from_clip: str | None = None, cfg: RenderCo
     from_clip : "SONG_ID:START_S", optional   start from that real 3 s clip ("deep dream") instead of noise
     cfg : RenderConfig
     force : recompute even if cached
+    save : write the dream into the workspace's cache (False: a read-only page reads the cache, writes nothing)
 
     Returns
     -------
@@ -123,9 +124,10 @@ def dream(workspace, objective: str, from_clip: str | None = None, cfg: RenderCo
     r = optimise(model, obj, cfg, init=init, progress=progress)
     y = mel_to_audio(r.logmel, fcfg.sr, fcfg.n_fft, fcfg.hop_length, fmin=fcfg.fmin, fmax=fcfg.fmax)
     seconds = time.perf_counter() - t0
-    save_npz(npz, logmel=r.logmel, audio=y, sr=np.array(fcfg.sr), activation=np.array(r.measure),
-             start_activation=np.array(r.start_measure), history=np.array(r.history, np.float32),
-             settings=np.array(json.dumps({"objective": obj.name, "cfg": cfg.to_dict(), "clip": from_clip})))
-    save_audio(ogg, y, fcfg.sr)
+    if save:
+        save_npz(npz, logmel=r.logmel, audio=y, sr=np.array(fcfg.sr), activation=np.array(r.measure),
+                 start_activation=np.array(r.start_measure), history=np.array(r.history, np.float32),
+                 settings=np.array(json.dumps({"objective": obj.name, "cfg": cfg.to_dict(), "clip": from_clip})))
+        save_audio(ogg, y, fcfg.sr)
     return Dream(obj.name, r.logmel, y, fcfg.sr, r.measure, r.start_measure, best,
                  r.measure / best if best and best > 0 else None, from_clip, seconds, False, npz, ogg)
