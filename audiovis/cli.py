@@ -443,6 +443,7 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
     file watcher (a served page does not reload its code, and the polling watcher cost CPU every 0.2 s).
     """
     from .ui.common import ALLOW_ADD_ENV, WORKSPACES_ENV, upload_mb
+    from .workspace import READ_ONLY_ENV
     if isinstance(workspaces, (str, os.PathLike)):
         workspaces = [workspaces]
     paths = [str(Path(w).expanduser().resolve()) for w in workspaces]
@@ -453,7 +454,8 @@ def serve(workspaces, port: int = 8501, host: str = "127.0.0.1", allow_add: bool
             return 2
     app = page_path()
     env = dict(os.environ, AUDIOVIS_WORKSPACE=paths[0], **{WORKSPACES_ENV: os.pathsep.join(paths),
-                                                            ALLOW_ADD_ENV: "1" if allow_add else "0"})
+                                                            ALLOW_ADD_ENV: "1" if allow_add else "0",
+                                                            READ_ONLY_ENV: "0" if allow_add else "1"})
     shown = "localhost" if host in ("127.0.0.1", "localhost", "::1") else host
     print(f"serving the listening page for {', '.join(paths)} on http://{shown}:{port} (listening on {host}"
           f"{'; the page may write into the workspaces' if allow_add else ''})")

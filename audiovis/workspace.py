@@ -12,7 +12,8 @@ Layout::
 Each stage's done-marker (meta ``done:STAGE``) records its settings and the files it wrote, with their sizes
 and sampled hashes (:meth:`Workspace.mark_done`); :meth:`Workspace.finished` says whether the stage is still up
 to date, :meth:`Workspace.require` whether what a later step reads is there. A workspace this process cannot write
-is read through a read-only catalogue (:attr:`Workspace.writable`).
+is read through a read-only catalogue (:attr:`Workspace.writable`), and so is every workspace of a process that
+sets ``AUDIOVIS_READ_ONLY=1`` (:data:`READ_ONLY_ENV`: the page served without ``--allow-writes``).
 
 Every artifact is written to a temporary name in the same folder and renamed into place, so a killed run
 never leaves a half-written file behind. A run killed with ``kill -9`` leaves its temporaries
@@ -248,6 +249,9 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, check_same_thread=False)
 
 
+READ_ONLY_ENV = "AUDIOVIS_READ_ONLY"   # "1": this process only reads workspaces (serve without --allow-writes)
+
+
 class Workspace:
     """A workspace folder. Cheap to open; arrays are memory-mapped on first use.
 
@@ -361,7 +365,10 @@ class Workspace:
     @property
     def writable(self) -> bool:
         """Whether this process may write to the workspace (its folder and catalogue). A workspace that is not
-        (a read-only mount, a folder shared read-only) is still read in full: its catalogue opens read-only."""
+        (a read-only mount, a folder shared read-only) is still read in full: its catalogue opens read-only.
+        A process started with ``AUDIOVIS_READ_ONLY=1`` (:data:`READ_ONLY_ENV`) treats every workspace so."""
+        if os.environ.get(READ_ONLY_ENV) == "1":
+            return False
         return os.access(self.path, os.W_OK) and (not self.db_path.exists() or os.access(self.db_path, os.W_OK))
 
     @property

@@ -221,6 +221,7 @@ def test_serve_runs_the_page_inside_the_installed_package(monkeypatch, tmp_path,
     assert page == cli.page_path() and page.is_file() and page.is_relative_to(package)
     assert page == package / "ui" / "app.py"
     assert env["AUDIOVIS_WORKSPACE"] == str((tmp_path / "ws").resolve())
+    assert env["AUDIOVIS_READ_ONLY"] == "1" and env["AUDIOVIS_ALLOW_ADD"] == "0"   # the page writes nothing
     # the repository's streamlit_app.py only calls the package's page
     thin = Path(__file__).resolve().parents[1] / "streamlit_app.py"
     assert "from audiovis.ui.app import main" in thin.read_text() and len(thin.read_text().splitlines()) < 15

@@ -236,6 +236,30 @@ def test_4_the_page_plays_clips_from_a_read_only_workspace(read_only, monkeypatc
     assert all(el.proto.url for el in audio)
 
 
+@pytest.mark.slow
+def test_4_the_page_served_without_allow_writes_writes_nothing(ws_copy, monkeypatch):
+    """`audiovis serve` without --allow-writes sets AUDIOVIS_READ_ONLY=1: every view reads the workspace through
+    a read-only catalogue and keeps what it builds (e.g. a similarity index) in memory; only SQLite's own
+    shared-memory files may appear beside the catalogue."""
+    from streamlit.testing.v1 import AppTest
+
+    from audiovis.cli import page_path
+    from audiovis.ui.common import ALLOW_ADD_ENV, WORKSPACES_ENV
+    from audiovis.workspace import READ_ONLY_ENV
+    for k, v in {"AUDIOVIS_WORKSPACE": str(ws_copy), WORKSPACES_ENV: str(ws_copy), ALLOW_ADD_ENV: "0",
+                 READ_ONLY_ENV: "1"}.items():
+        monkeypatch.setenv(k, v)
+    assert not Workspace(ws_copy).writable
+    before = _tree(ws_copy)
+    for view in ("unit", "layer", "song", "coldstart", "visualise"):
+        at = AppTest.from_file(str(page_path()), default_timeout=180)
+        at.query_params["view"] = view
+        at.run()
+        assert not at.exception, (view, [e.value for e in at.exception])
+    after = {k: v for k, v in _tree(ws_copy).items() if not k.startswith("catalog.sqlite-")}
+    assert after == before
+
+
 # --- 5. one line, exit 2, a log --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

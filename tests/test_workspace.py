@@ -141,3 +141,20 @@ def test_a_workspace_that_cannot_be_written_is_read_read_only(ws, monkeypatch):
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         ro.set_meta("x", 2)
     assert not list(ws.path.glob(".audiovis.lock"))
+
+
+def test_a_read_only_process_reads_every_workspace_read_only(ws, monkeypatch):
+    """`audiovis serve` without --allow-writes sets AUDIOVIS_READ_ONLY=1 for the page: a writable workspace is
+    then read as if it were on a read-only mount."""
+    from audiovis.workspace import READ_ONLY_ENV
+    ws.set_meta("x", 1)
+    ws.close()
+    monkeypatch.setenv(READ_ONLY_ENV, "1")
+    ro = Workspace(ws.path)
+    assert not ro.writable
+    assert ro.get_meta("x") == 1
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        ro.set_meta("x", 2)
+    ro.close()
+    monkeypatch.setenv(READ_ONLY_ENV, "0")
+    assert Workspace(ws.path).writable
