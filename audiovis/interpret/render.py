@@ -29,7 +29,7 @@ def overlay_figure(att, width: float = 8.0):
     im = ax.imshow(P / max(top, 1e-12), origin="lower", aspect="auto", extent=(0, t, 0, w.S_db.shape[0]),
                    cmap=_heat_cmap(), vmin=0, vmax=1, interpolation="nearest")
     cb = fig.colorbar(im, ax=ax, fraction=0.04)
-    cb.set_label("attribution", fontsize=8)
+    cb.ax.set_title("attribution", fontsize=7)         # above: a side label would run into the dB bar beside it
     fig.tight_layout()
     return fig
 
