@@ -58,10 +58,11 @@ def layer_walk_data(ws_path: str, stamp: str, song: str, at: float) -> list[dict
 
 def upload_path(name: str, data: bytes) -> str:
     """An upload written once to a temporary file under its own name (attribution reads audio from a file and
-    names the clip after it), in a folder per content."""
+    names the clip after it, :func:`audiovis.uploads.safe_name`), in a folder per content."""
+    from ..uploads import safe_name
     d = Path(tempfile.gettempdir()) / "audiovis-why" / hashlib.sha1(data).hexdigest()[:20]
     d.mkdir(parents=True, exist_ok=True)
-    p = d / (Path(name).name or "upload")
+    p = d / safe_name(name)
     if not p.exists():
         p.write_bytes(data)
     return str(p)
