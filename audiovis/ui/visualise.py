@@ -100,7 +100,9 @@ def _dream_section(ws_path: str):
     d = st.session_state.get("vis_dream")
     if d is None:
         st.info("Pick a unit and press Dream: gradient ascent on a log-mel (jitter, smoothness, bounded dB "
-                "range), rendered to audio by mel inversion and Griffin-Lim. Results are cached per unit.")
+                "range), rendered to audio by mel inversion and Griffin-Lim. "
+                + ("Results are cached per unit." if writes_allowed() else "Results are not kept: this server only "
+                   "reads (`audiovis dream -w WS UNIT` caches one from a shell)."))
         return
     st.image(figure_png(plot_logmel(d.logmel, d.sr, title=f"dream of {d.objective}")))
     clip_player(_wav(d.audio, d.sr), "audio/wav")
