@@ -12,9 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 from ..errors import AudiovisError
+from ..interpret.attribution import METHODS as METHOD_NAMES
 from .common import clip_player, get_explorer, index_stamp, unit_link
-
-METHOD_NAMES = {"ig": "integrated gradients", "gradshap": "GradientSHAP", "occlusion": "occlusion"}
 
 
 def _network(ws_path: str):
