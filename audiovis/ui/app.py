@@ -38,6 +38,7 @@ from audiovis.ui.common import (
     histogram_png,
     index_stamp,
     layer_table_columns,
+    notice,
     page_error,
     pick_workspace,
     playlist_audio,
@@ -76,11 +77,6 @@ def available_views() -> dict[str, str]:
         except (ImportError, ValueError):
             pass
     return out
-
-
-def notice(msg: str) -> None:
-    """A notice shown above the view in this run (what the URL asked for and what is shown instead)."""
-    st.session_state.setdefault("_notices", []).append(msg)
 
 
 def _qp_int(qp, key: str, default: int) -> int:

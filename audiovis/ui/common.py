@@ -290,6 +290,11 @@ def listener_link(user_id: str, ws_path: str | None = None) -> str:
     return "?" + urlencode(q)
 
 
+def notice(msg: str) -> None:
+    """A notice shown above the view in this run (what the URL asked for and what is shown instead)."""
+    st.session_state.setdefault("_notices", []).append(msg)
+
+
 def goto(**state) -> None:
     """Navigate inside the page: the values are applied to the widgets at the start of the next run."""
     st.session_state["_goto"] = state

@@ -13,7 +13,7 @@ from .. import listeners as lst
 from ..errors import AudiovisError
 from ..uploads import check_upload_size
 from ..workspace import Workspace
-from .common import clip_player, encoded_clip, format_labels, listener_link, song_link, unit_link
+from .common import clip_player, encoded_clip, format_labels, listener_link, notice, song_link, unit_link
 
 
 def _stamp(ws_path: str) -> tuple:
@@ -73,7 +73,7 @@ def listeners_ui(ws_path: str) -> dict:
     ss = st.session_state
     asked = ss.pop("_user_from_url", None)
     if asked is not None and asked not in ids:
-        st.warning(f"listener {asked!r} is not in this workspace; showing {ids[0]}.")
+        notice(f"listener {asked!r} is not in this workspace; showing {ids[0]}.")
     if ss.get("listener") not in ids:
         ss["listener"] = asked if asked in ids else ids[0]
     user = st.sidebar.selectbox(f"Listener ({len(ids)})", ids, key="listener")
