@@ -246,7 +246,7 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
     rows = unit_table(ws_path, None if layer == ALL_LAYERS else layer, sort, query, flagged, stamp)
     if query and not ex.dissection and not ex.explanations:
         sb.caption("Only unit ids and tag names are searched: labels come from `audiovis dissect` (about "
-                   "2 s a song) or, with ground truth, from `audiovis run`'s label stage.")
+                   "a minute on the demo) or, with ground truth, from `audiovis run`'s label stage.")
     if not rows:
         sb.warning(f"No unit matches {query!r}.")
         return None, 10, False

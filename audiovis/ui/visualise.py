@@ -208,21 +208,21 @@ def _dissection(ws_path: str, mtime: float) -> dict:
 def _dissection_section(ws_path: str):
     import pandas as pd
 
-    from ..visualise.dissect import dissect, search_units
+    from ..visualise.dissect import DESCRIPTOR_S_PER_AUDIO_S, descriptor_minutes, dissect, search_units
     ws = _ws(ws_path)
     p = ws.index_dir / "dissection.json"
     full = p.exists() and any(v.get("source") == "descriptor"
                               for v in _dissection(ws_path, p.stat().st_mtime).get("concept_info", {}).values())
     if not full:
-        n = len(ws.song_ids())
+        n, mins = len(ws.song_ids()), descriptor_minutes(ws)
         st.info(("The labels below come from the ground truth only. " if p.exists() else "No dissection yet. ")
                 + "The full dissection also scores every unit against librosa descriptors per window (tempo, "
-                f"brightness, key...): about 2 s a song on one core, so about {max(1, round(n * 2 / 60))} min "
-                f"for these {n} songs.")
+                f"brightness, key...): about {1000 * DESCRIPTOR_S_PER_AUDIO_S:.0f} ms of one core per second of "
+                f"audio, so about {mins} min for these {n} songs.")
         if not writes_allowed():
             writes_off_caption("The dissection", f"audiovis dissect -w {ws.path.name}")
         elif st.button("Run the full dissection", key="vis_dis_go"):
-            with st.status(f"Scoring units against concepts (about {max(1, round(n * 2 / 60))} min)...") as stt:
+            with st.status(f"Scoring units against concepts (about {mins} min)...") as stt:
                 dissect(ws, progress=False)
                 stt.update(label="Dissection done", state="complete")
             st.cache_data.clear()
