@@ -66,6 +66,9 @@ def describe(e: BaseException, workspace: str | os.PathLike | None) -> str | Non
                 f"finished work is kept, nothing half-written is used")
     if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = "is on a read-only file system" if e.errno == errno.EROFS else "cannot be accessed (permission denied)"
+        if e.filename and ws is not None and not Path(e.filename).expanduser().resolve().is_relative_to(ws):
+            return (f"'{e.filename}' {what}: it is outside the workspace (an --out folder, an input file); "
+                    f"give one you may read and write")
         return (f"'{e.filename or ws}' {what}: a command that changes the workspace needs write access "
                 f"({', '.join(READERS[:-1])} and {READERS[-1]} only read)")
     if isinstance(e, FileNotFoundError) and e.filename:
