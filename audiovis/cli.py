@@ -11,6 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .config import FactorConfig, FeatureConfig, IndexConfig, TrainConfig
+from .lock import READERS  # the subcommands that only read a workspace: no writer lock and no --wait
 
 DEFAULT_DEMO_WS = "workspaces/demo"
 # the stage configs, under the names run_pipeline takes them by; the stages' options are generated from their fields
@@ -265,8 +266,6 @@ def main(argv=None) -> int:
         return failures.report(e, ws, argv if argv is not None else sys.argv[1:], debug=getattr(a, "debug", False))
 
 
-# subcommands that only read a workspace: they never take its writer lock (audiovis.lock) and work read-only
-READERS = ("check", "serve", "report", "recommend", "embed", "export", "attribute")
 
 
 def _writing(a):

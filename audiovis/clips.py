@@ -133,15 +133,21 @@ def encode(y: np.ndarray, sr: int = SR, fmt: str = "ogg", quality: float | None 
     return buf.getvalue() if out is None else None
 
 
-def match_level(y: np.ndarray, reference: np.ndarray, peak: float = 0.99) -> tuple[np.ndarray, float]:
-    """``y`` scaled to the RMS level of ``reference`` (never past ``peak``, so nothing clips), and the gain in
-    dB: two players of a sound and a part of it then sound equally loud [shape=(n,)]."""
+def match_level(y: np.ndarray, reference: np.ndarray, peak: float | None = 0.99,
+                max_gain_db: float | None = None) -> tuple[np.ndarray, float]:
+    """``y`` scaled to the RMS level of ``reference`` (never past ``peak``, so nothing clips, unless ``peak`` is
+    None; never by more than ``max_gain_db`` when given), and the gain in dB: two players of a sound and a part
+    of it then sound equally loud [shape=(n,)]."""
     y = np.asarray(y, np.float32)
     rms_y, rms_r = float(np.sqrt(np.mean(y ** 2))) if len(y) else 0.0, float(np.sqrt(np.mean(np.square(reference))))
     if rms_y <= 1e-9 or rms_r <= 1e-9:
         return y, 0.0
-    g = min(rms_r / rms_y, peak / max(float(np.abs(y).max()), 1e-9))
-    return y * g, 20.0 * float(np.log10(g))
+    g = rms_r / rms_y
+    if peak is not None:
+        g = min(g, peak / max(float(np.abs(y).max()), 1e-9))
+    if max_gain_db is not None:
+        g = min(g, 10.0 ** (max_gain_db / 20.0))
+    return y * np.float32(g), 20.0 * float(np.log10(g))
 
 
 def mime_type(fmt: str) -> str:

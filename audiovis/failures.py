@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import AudiovisError
+from .lock import READERS
 
 LOG_NAME = "errors.log"
 LOG_MAX_BYTES = 1 << 20        # then errors.log becomes errors.log.1 and a new one starts
@@ -65,8 +66,11 @@ def describe(e: BaseException, workspace: str | os.PathLike | None) -> str | Non
                 f"finished work is kept, nothing half-written is used")
     if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         what = "is on a read-only file system" if e.errno == errno.EROFS else "cannot be accessed (permission denied)"
+        if e.filename and ws is not None and not Path(e.filename).expanduser().resolve().is_relative_to(ws):
+            return (f"'{e.filename}' {what}: it is outside the workspace (an --out folder, an input file); "
+                    f"give one you may read and write")
         return (f"'{e.filename or ws}' {what}: a command that changes the workspace needs write access "
-                f"(report, recommend, embed, export and serve only read)")
+                f"({', '.join(READERS[:-1])} and {READERS[-1]} only read)")
     if isinstance(e, FileNotFoundError) and e.filename:
         return f"'{e.filename}' is missing: {_repair(Path(e.filename).resolve(), ws, force=False)}"
     if isinstance(e, (ValueError, EOFError, zipfile.BadZipFile, OSError)) and ws is not None:

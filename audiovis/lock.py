@@ -3,8 +3,8 @@
 A writer (every stage, ``audiovis run``, ``add``...) holds ``flock`` on ``WS/.audiovis.lock`` while it runs and
 writes its PID and command into the file; the operating system releases the lock when the process ends, however
 it ends (``kill -9`` included), so a crash never leaves a workspace locked. A second writer exits at once with a
-message naming the holder, or waits (``--wait``). Readers (``serve``, ``report``, ``recommend``, ``embed``,
-``export``) take no lock; :func:`lock_holder` tells them, e.g. the page, that the workspace is being rebuilt.
+message naming the holder, or waits (``--wait``). Readers (:data:`READERS`) take no lock; :func:`lock_holder`
+tells them, e.g. the page, that the workspace is being rebuilt.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ except ImportError:  # pragma: no cover (Windows: no advisory locks; writers are
 
 LOCK_NAME = ".audiovis.lock"     # in the workspace folder: flock'ed by the one writer, holds who it is
 LOCK_PROBE_S = 1.0              # a writer that finds the lock taken retries this long (a reader's probe is brief)
+# the subcommands that only read a workspace: they never take its writer lock and work read-only
+READERS = ("check", "serve", "report", "recommend", "embed", "export", "attribute")
 _HELD: dict[tuple, list] = {}   # (workspace, thread) -> [fd, depth]: the writer locks held here (re-entrant)
 
 

@@ -15,7 +15,9 @@ from .results import recommendation_json
 from .workspace import atomic_path
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
+    """An uploaded file's name made safe to write: its last part, letters, digits and ``._- `` kept, at most 120
+    characters ('upload' when nothing is left)."""
     keep = "".join(c if c.isalnum() or c in "._- " else "_" for c in Path(name).name).strip(" .")
     return keep[:120] or "upload"
 
@@ -38,7 +40,7 @@ def recommend_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | N
     check_upload_size(name, len(data), eng.cfg.max_bytes)
     kwargs.setdefault("timeline", True)
     with tempfile.TemporaryDirectory(prefix="audiovis-upload-") as d:
-        p = Path(d) / _safe_name(name)
+        p = Path(d) / safe_name(name)
         p.write_bytes(data)
         rec = eng.recommend(p, name=name, max_bytes=eng.cfg.max_bytes, exclude_self=False, **kwargs)
         same = find_identical(eng.ws, p)                   # an upload of a catalogue song: say which one
@@ -58,16 +60,16 @@ def add_upload(workspace, name: str, data: bytes, cfg: ColdStartConfig | None = 
     eng = get_engine(workspace, cfg)
     check_upload_size(name, len(data), eng.cfg.max_bytes)
     with tempfile.TemporaryDirectory(prefix="audiovis-upload-") as d:
-        p = Path(d) / _safe_name(name)
+        p = Path(d) / safe_name(name)
         p.write_bytes(data)
         validate_audio(p, name, max_bytes=eng.cfg.max_bytes, max_duration=eng.cfg.max_duration)
         song_frames(p, eng.fcfg, name, max_duration=eng.cfg.max_duration)   # decodes cleanly
         dest_dir = eng.ws.path / "uploads"
         dest_dir.mkdir(exist_ok=True)
-        dest = dest_dir / _safe_name(name)
+        dest = dest_dir / safe_name(name)
         n = 1
         while dest.exists():
-            dest = dest_dir / f"{Path(_safe_name(name)).stem}-{n}{Path(name).suffix}"
+            dest = dest_dir / f"{Path(safe_name(name)).stem}-{n}{Path(name).suffix}"
             n += 1
         with atomic_path(dest) as tmp:
             shutil.copyfile(p, tmp)

@@ -2,7 +2,8 @@
 
 Opens a unit view by URL, checks one audio player per clip and that every player's source is decodable audio
 of the clip's length, and saves a screenshot (to a tmp dir, and to $AUDIOVIS_SCREENSHOT when set). Then the
-interactive views: uploads a song to the cold-start view and dreams a unit in the Visualise view.
+interactive views: uploads a song to the cold-start view and dreams a unit in the Visualise view; a ten-minute
+song's view; and every view at 1400 and 820 px (no error box, no traceback, axes on every clip picture).
 """
 from __future__ import annotations
 

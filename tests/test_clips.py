@@ -127,3 +127,6 @@ def test_match_level_plays_a_part_as_loud_as_the_whole():
     y2, _ = match_level(spiky, np.full(100, 0.9, np.float32))
     assert np.abs(y2).max() <= 0.99 + 1e-6
     assert match_level(np.zeros(10), ref)[1] == 0.0
+    y3, g3 = match_level(ref * 0.01, ref, peak=None, max_gain_db=24.0)    # 40 dB quieter: raised by 24 dB only
+    assert g3 == pytest.approx(24.0) and np.sqrt(np.mean(y3 ** 2)) == pytest.approx(
+        10 ** (24 / 20) * 0.01 * np.sqrt(np.mean(ref ** 2)), rel=1e-4)

@@ -27,7 +27,10 @@ def test_known_failures_name_the_file_and_the_repair(ws):
     assert d(OSError("42048 requested and 1984 written"), ws).startswith("the disk is full")     # numpy's
     assert d(PermissionError(errno.EACCES, "Permission denied", str(ws / "model.pt")), ws) == (
         f"'{ws}/model.pt' cannot be accessed (permission denied): a command that changes the workspace needs "
-        f"write access (report, recommend, embed, export and serve only read)")
+        f"write access (check, serve, report, recommend, embed, export and attribute only read)")
+    assert d(PermissionError(errno.EACCES, "Permission denied", "/proc/out/why"), ws) == (     # e.g. --out
+        "'/proc/out/why' cannot be accessed (permission denied): it is outside the workspace (an --out folder, "
+        "an input file); give one you may read and write")
     assert d(FileNotFoundError(errno.ENOENT, "No such file", str(ws / "index" / "units.npz")), ws) == (
         f"'{ws}/index/units.npz' is missing: rebuild it with `audiovis index -w {ws}`")
     assert d(FileNotFoundError(errno.ENOENT, "No such file", str(ws / "model.pt")), ws).endswith(

@@ -256,6 +256,8 @@ def test_4_the_page_served_without_allow_writes_writes_nothing(ws_copy, monkeypa
         at.query_params["view"] = view
         at.run()
         assert not at.exception, (view, [e.value for e in at.exception])
+        if view == "visualise":                 # a dream is not cached, and the page says so
+            assert any("Results are not kept: this server only reads" in i.value for i in at.info)
     after = {k: v for k, v in _tree(ws_copy).items() if not k.startswith("catalog.sqlite-")}
     assert after == before
 

@@ -51,5 +51,14 @@ def test_relevance_maps_are_not_labelled_db():
 
 def test_render_song_has_a_frequency_axis_and_a_colour_bar():
     S = np.random.default_rng(1).uniform(-60, 0, (96, 300)).astype(np.float32)
-    png = render_song(S, 0.016, [("u:0", np.arange(300) * 0.016, np.ones(300), 1.0)], freqs=mel_frequencies(96, 16000))
+    curves = [("u:0", np.arange(300) * 0.016, np.ones(300), 1.0)]
+    png = render_song(S, 0.016, curves, freqs=mel_frequencies(96, 16000))
     assert png[:4] == b"\x89PNG"
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    b = np.asarray(Image.open(io.BytesIO(render_song(S, 0.016, curves))).convert("RGB")).astype(int)
+    H, W = a.shape[:2]
+    top = slice(0, int(0.53 * H))                               # the spectrogram's rows (its axes: 0.47-0.97)
+    ink = [(im[top, :int(0.06 * W)].sum(2) < 300).sum() for im in (a, b)]
+    assert ink[0] > 2 * ink[1]                                  # Hz tick labels in the left margin, not only 'mel'
+    x = int(0.96 * W)                                           # the colour bar: magma, bright on top, dark below
+    assert a[int(0.05 * H), x].sum() > 500 and a[int(0.51 * H), x].sum() < 100

@@ -250,3 +250,13 @@ def test_bad_input_messages(built_ws, capsys):
     assert "no layer 'conv9'" in capsys.readouterr().err
     assert main(["backward", "--user", "U00042", "-w", str(path), "--out", "x.wav"]) == 2
     assert "unknown listener 'U00042'" in capsys.readouterr().err
+
+
+def test_descriptor_minutes_follow_the_audio_not_the_song_count():
+    from types import SimpleNamespace
+
+    from audiovis.visualise.dissect import DESCRIPTOR_S_PER_AUDIO_S, descriptor_minutes
+    demo = SimpleNamespace(songs=lambda: [{"duration": 20.85}] * 480)      # the demo: 73 s measured
+    assert descriptor_minutes(demo) == 1
+    world = SimpleNamespace(songs=lambda: [{"duration": 145.0}] * 383 + [{"duration": None}])   # 15.5 h
+    assert descriptor_minutes(world) == round(383 * 145.0 * DESCRIPTOR_S_PER_AUDIO_S / 60) == 6

@@ -4,8 +4,8 @@ Made from the original audio, not from an inversion of the log-mel: a soft mask 
 STFT bins through the front end's own filterbank (:func:`audiovis.features.mel_basis`; each bin takes the
 filter-weighted mean of the mask of the mel bands that cover it), multiplies the clip's complex STFT (same
 ``n_fft``, hop and centred frames as the log-mel) and is inverted with the clip's own phase. Each part is then
-scaled to the original clip's RMS level (at most :data:`MAX_GAIN_DB` louder), so the two are compared at the
-same loudness.
+scaled to the original clip's RMS level (at most :data:`MAX_GAIN_DB` louder; :func:`audiovis.clips.match_level`),
+so the two are compared at the same loudness.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..clips import match_level
 from ..errors import ParameterError
 from ..features import mel_basis
 
@@ -99,22 +100,12 @@ def rms(y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(np.asarray(y, np.float64))))) if len(y) else 0.0
 
 
-def match_loudness(y: np.ndarray, ref_rms: float, max_gain_db: float = MAX_GAIN_DB) -> tuple[np.ndarray, float]:
-    """``y`` scaled to RMS ``ref_rms`` (never by more than ``max_gain_db``); returns (audio, gain in dB)."""
-    r = rms(y)
-    if r <= 0 or ref_rms <= 0:
-        return np.asarray(y, np.float32), 0.0
-    g_db = float(min(20 * np.log10(ref_rms / r), max_gain_db))
-    return (np.asarray(y) * 10 ** (g_db / 20)).astype(np.float32), g_db
-
-
 def split_sounds(window, A: np.ndarray, mass: float = KEEP_MASS) -> Sounds:
     """The clip of ``window`` with its most attributed cells (``A`` [shape=(n_mels, frames)]) kept, and removed."""
     K = keep_mask(A, mass)
     with torch.no_grad():
         kept = apply_mel_gain(window, torch.from_numpy(K[None]), outside=0.0)[0].numpy()
     removed = np.asarray(window.y, np.float32) - kept   # the STFT is linear: the rest, uncovered bins included
-    ref = rms(window.y)
-    kept, gk = match_loudness(kept, ref)
-    removed, gr = match_loudness(removed, ref)
+    kept, gk = match_level(kept, window.y, peak=None, max_gain_db=MAX_GAIN_DB)
+    removed, gr = match_level(removed, window.y, peak=None, max_gain_db=MAX_GAIN_DB)
     return Sounds(window.fcfg.sr, np.asarray(window.y, np.float32), kept, removed, gk, gr, K)

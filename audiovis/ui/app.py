@@ -24,7 +24,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import streamlit as st
 
 from audiovis.errors import AudiovisError
-from audiovis.flags import FLAG_TEXT
+from audiovis.flags import EDGE_S, FLAG_TEXT
+from audiovis.playlist import GAP_S
 from audiovis.ui.common import (
     clip_player,
     encoded_clip,
@@ -37,6 +38,7 @@ from audiovis.ui.common import (
     histogram_png,
     index_stamp,
     layer_table_columns,
+    notice,
     page_error,
     pick_workspace,
     playlist_audio,
@@ -75,11 +77,6 @@ def available_views() -> dict[str, str]:
         except (ImportError, ValueError):
             pass
     return out
-
-
-def notice(msg: str) -> None:
-    """A notice shown above the view in this run (what the URL asked for and what is shown instead)."""
-    st.session_state.setdefault("_notices", []).append(msg)
 
 
 def _qp_int(qp, key: str, default: int) -> int:
@@ -244,12 +241,12 @@ def unit_select_ui(ws_path: str) -> tuple[str | None, int, bool]:
                           help="unit ids, tag names, dissection labels and explanations, in every layer; best "
                                "match first", on_change=_new_search)
     flagged = sb.toggle("Show dead and edge units", key="flagged",
-                        help="Dead units never fire; edge units fire only within 0.5 s of a song's start or end. "
-                             "They are hidden from rankings by default.")
+                        help=f"Dead units never fire; edge units fire only within {EDGE_S:g} s of a song's start "
+                             "or end. They are hidden from rankings by default.")
     rows = unit_table(ws_path, None if layer == ALL_LAYERS else layer, sort, query, flagged, stamp)
     if query and not ex.dissection and not ex.explanations:
         sb.caption("Only unit ids and tag names are searched: labels come from `audiovis dissect` (about "
-                   "2 s a song) or, with ground truth, from `audiovis run`'s label stage.")
+                   "a minute on the demo) or, with ground truth, from `audiovis run`'s label stage.")
     if not rows:
         sb.warning(f"No unit matches {query!r}.")
         return None, 10, False
@@ -334,7 +331,7 @@ def unit_ui(ws_path: str) -> dict:
     with st.expander(f"Play all {n} clips in sequence", expanded=False):
         data, mime, starts = playlist_audio(ws_path, unit, n, bottom, stamp)
         clip_player(data, mime)
-        st.caption("One track, rank order, 0.4 s of silence between clips; clip starts at "
+        st.caption(f"One track, rank order, {GAP_S:g} s of silence between clips; clip starts at "
                    + ", ".join(f"{t:.1f}" for t in starts) + " s.")
     rows = unit_view_data(ws_path, unit, n, bottom, stamp)
     for r in rows:                          # stacked, not in columns: at 820 px a narrow player loses its seek bar
@@ -374,7 +371,8 @@ def layer_ui(ws_path: str) -> dict:
     sort = st.sidebar.selectbox("Sort by", sorts, key="ov_sort")
     query = st.sidebar.text_input("Search", key="ov_query", placeholder="unit, label or explanation, e.g. ska")
     flagged = st.sidebar.toggle("Show dead and edge units", key="ov_flagged",
-                                help="Dead units never fire; edge units fire only within 0.5 s of a song's edge.")
+                                help=f"Dead units never fire; edge units fire only within {EDGE_S:g} s of a "
+                                     "song's edge.")
     st.title(f"Layer {layer}: {ex.layers[layer]} units")
     for msg in ex.index.stale_dictionaries.values():
         st.warning(msg)

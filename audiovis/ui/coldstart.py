@@ -81,6 +81,7 @@ def coldstart_ui(ws_path: str) -> dict:
                    f"byte): it is its own nearest neighbour below.", icon="🔁")
     clip_player(data, up.type or "audio/ogg")
 
+    path = upload_path(up.name, data)             # once a run: it hashes the whole upload
     left, right = st.columns([3, 2])
     with left:
         st.markdown("#### Similar songs")
@@ -94,13 +95,13 @@ def coldstart_ui(ws_path: str) -> dict:
                 clip_player(audio_bytes, mime)
             except AudiovisError as e:
                 st.warning(f"cannot play {r['song_id']}: {e}")
-            why_ui(ws_path, upload_path(up.name, data), similar=r["song_id"], key=f"why_similar_{r['song_id']}")
+            why_ui(ws_path, path, similar=r["song_id"], key=f"why_similar_{r['song_id']}")
     with right:
         st.markdown("#### Likely listeners")
         st.dataframe([{"user": r["user_id"], "x_u · y'": round(r["score"], 3), "driven by": drivers_text(r, 1)}
                       for r in rec["listeners"]], hide_index=True, width="stretch")
         drivers_ui(ws_path, rec["listeners"])
-        why_listeners_ui(ws_path, upload_path(up.name, data), [r["user_id"] for r in rec["listeners"]])
+        why_listeners_ui(ws_path, path, [r["user_id"] for r in rec["listeners"]])
         st.markdown("#### Most active units")
         st.markdown("\n".join(
             f"{r['rank']}. [{r['unit']}]({unit_link(r['unit'], ws_path)}) · z {r['score']:.2f} · peak "

@@ -283,6 +283,18 @@ def song_link(song_id: str, ws_path: str | None = None, layer: str | None = None
     return "?" + urlencode(q)
 
 
+def listener_link(user_id: str, ws_path: str | None = None) -> str:
+    """A relative URL that opens a listener's page (``?view=listeners&user=...``)."""
+    q = {"ws": workspace_name(ws_path)} if ws_path else {}
+    q.update({"view": "listeners", "user": user_id})
+    return "?" + urlencode(q)
+
+
+def notice(msg: str) -> None:
+    """A notice shown above the view in this run (what the URL asked for and what is shown instead)."""
+    st.session_state.setdefault("_notices", []).append(msg)
+
+
 def goto(**state) -> None:
     """Navigate inside the page: the values are applied to the widgets at the start of the next run."""
     st.session_state["_goto"] = state

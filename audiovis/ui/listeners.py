@@ -13,7 +13,7 @@ from .. import listeners as lst
 from ..errors import AudiovisError
 from ..uploads import check_upload_size
 from ..workspace import Workspace
-from .common import clip_player, encoded_clip, format_labels, song_link, unit_link
+from .common import clip_player, encoded_clip, format_labels, listener_link, notice, song_link, unit_link
 
 
 def _stamp(ws_path: str) -> tuple:
@@ -73,7 +73,7 @@ def listeners_ui(ws_path: str) -> dict:
     ss = st.session_state
     asked = ss.pop("_user_from_url", None)
     if asked is not None and asked not in ids:
-        st.warning(f"listener {asked!r} is not in this workspace; showing {ids[0]}.")
+        notice(f"listener {asked!r} is not in this workspace; showing {ids[0]}.")
     if ss.get("listener") not in ids:
         ss["listener"] = asked if asked in ids else ids[0]
     user = st.sidebar.selectbox(f"Listener ({len(ids)})", ids, key="listener")
@@ -101,15 +101,6 @@ def listeners_ui(ws_path: str) -> dict:
         st.markdown("\n".join(f"{d['rank']}. [{ex.unit_label(d['unit'])}]({unit_link(d['unit'], ws_path)}) "
                                f"effect {d['effect']:+.4f}" for d in li.drivers(user, 10)))
     return {"view": "listeners", "user": user}
-
-
-def listener_link(user_id: str, ws_path: str | None = None) -> str:
-    """A relative URL that opens a listener's page (``?view=listeners&user=...``)."""
-    from urllib.parse import urlencode
-
-    from .common import workspace_name
-    return "?" + urlencode({**({"ws": workspace_name(ws_path)} if ws_path else {}), "view": "listeners",
-                            "user": user_id})
 
 
 def drivers_text(row: dict, n: int | None = None) -> str:

@@ -100,7 +100,9 @@ def _dream_section(ws_path: str):
     d = st.session_state.get("vis_dream")
     if d is None:
         st.info("Pick a unit and press Dream: gradient ascent on a log-mel (jitter, smoothness, bounded dB "
-                "range), rendered to audio by mel inversion and Griffin-Lim. Results are cached per unit.")
+                "range), rendered to audio by mel inversion and Griffin-Lim. "
+                + ("Results are cached per unit." if writes_allowed() else "Results are not kept: this server only "
+                   "reads (`audiovis dream -w WS UNIT` caches one from a shell)."))
         return
     st.image(figure_png(plot_logmel(d.logmel, d.sr, title=f"dream of {d.objective}")))
     clip_player(_wav(d.audio, d.sr), "audio/wav")
@@ -206,21 +208,21 @@ def _dissection(ws_path: str, mtime: float) -> dict:
 def _dissection_section(ws_path: str):
     import pandas as pd
 
-    from ..visualise.dissect import dissect, search_units
+    from ..visualise.dissect import DESCRIPTOR_S_PER_AUDIO_S, descriptor_minutes, dissect, search_units
     ws = _ws(ws_path)
     p = ws.index_dir / "dissection.json"
     full = p.exists() and any(v.get("source") == "descriptor"
                               for v in _dissection(ws_path, p.stat().st_mtime).get("concept_info", {}).values())
     if not full:
-        n = len(ws.song_ids())
+        n, mins = len(ws.song_ids()), descriptor_minutes(ws)
         st.info(("The labels below come from the ground truth only. " if p.exists() else "No dissection yet. ")
                 + "The full dissection also scores every unit against librosa descriptors per window (tempo, "
-                f"brightness, key...): about 2 s a song on one core, so about {max(1, round(n * 2 / 60))} min "
-                f"for these {n} songs.")
+                f"brightness, key...): about {1000 * DESCRIPTOR_S_PER_AUDIO_S:.0f} ms of one core per second of "
+                f"audio, so about {mins} min for these {n} songs.")
         if not writes_allowed():
             writes_off_caption("The dissection", f"audiovis dissect -w {ws.path.name}")
         elif st.button("Run the full dissection", key="vis_dis_go"):
-            with st.status(f"Scoring units against concepts (about {max(1, round(n * 2 / 60))} min)...") as stt:
+            with st.status(f"Scoring units against concepts (about {mins} min)...") as stt:
                 dissect(ws, progress=False)
                 stt.update(label="Dissection done", state="complete")
             st.cache_data.clear()

@@ -12,9 +12,8 @@ from pathlib import Path
 import streamlit as st
 
 from ..errors import AudiovisError
+from ..interpret.attribution import METHODS as METHOD_NAMES
 from .common import clip_player, get_explorer, index_stamp, unit_link
-
-METHOD_NAMES = {"ig": "integrated gradients", "gradshap": "GradientSHAP", "occlusion": "occlusion"}
 
 
 def _network(ws_path: str):
@@ -58,10 +57,11 @@ def layer_walk_data(ws_path: str, stamp: str, song: str, at: float) -> list[dict
 
 def upload_path(name: str, data: bytes) -> str:
     """An upload written once to a temporary file under its own name (attribution reads audio from a file and
-    names the clip after it), in a folder per content."""
+    names the clip after it, :func:`audiovis.uploads.safe_name`), in a folder per content."""
+    from ..uploads import safe_name
     d = Path(tempfile.gettempdir()) / "audiovis-why" / hashlib.sha1(data).hexdigest()[:20]
     d.mkdir(parents=True, exist_ok=True)
-    p = d / (Path(name).name or "upload")
+    p = d / safe_name(name)
     if not p.exists():
         p.write_bytes(data)
     return str(p)

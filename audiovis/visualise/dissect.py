@@ -37,6 +37,8 @@ THRESHOLD = 0.9
 IOU_QUANTILE = 0.995
 MIN_POSITIVES = 5
 TOP = 5
+# the librosa descriptor pass's cost, measured (bench/RESULTS.md): seconds of one core per second of audio
+DESCRIPTOR_S_PER_AUDIO_S = 0.007
 
 # continuous descriptor -> (name of the top tercile, name of the bottom tercile)
 DESCRIPTORS = {
@@ -53,7 +55,15 @@ _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
+def descriptor_minutes(ws) -> int:
+    """About how long (minutes, at least 1) the full dissection's descriptor pass takes on one core for the
+    workspace's songs (:data:`DESCRIPTOR_S_PER_AUDIO_S` x their total duration)."""
+    audio_s = sum(float(s.get("duration") or 0.0) for s in ws.songs())
+    return max(1, round(audio_s * DESCRIPTOR_S_PER_AUDIO_S / 60))
+
+
 # --------------------------------------------------------------------------------------------- scoring
+
 def auroc_matrix(acts: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """AUROC of every unit for every concept (Mann-Whitney U with average ranks for ties).
 
