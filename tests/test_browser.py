@@ -45,6 +45,12 @@ def test_unit_view_in_a_real_browser(built_ws, tmp_path):
         shot = tmp_path / "unit.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
+        title = "[data-testid=stMain] h1"                # keys J and K step through the ranking
+        page.keyboard.press("j")
+        page.wait_for_function(f"!document.querySelector('{title}').innerText.includes('conv2:1')", timeout=60_000)
+        page.keyboard.press("k")
+        page.wait_for_function(f"document.querySelector('{title}').innerText.includes('Unit conv2:1')",
+                               timeout=60_000)
         if os.environ.get("AUDIOVIS_SCREENSHOT"):
             out = Path(os.environ["AUDIOVIS_SCREENSHOT"])
             out.parent.mkdir(parents=True, exist_ok=True)

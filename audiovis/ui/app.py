@@ -289,8 +289,10 @@ def unit_ui(ws_path: str) -> dict:
     st.title(f"Unit {ex.unit_label(unit)}")
     options = st.session_state.get("_unit_options", [unit])
     nav = st.columns([1, 1, 1])
-    nav[0].button("◀ previous", key="unit_prev", on_click=_step_unit, args=(options, unit, -1), width="stretch")
-    nav[1].button("next ▶", key="unit_next", on_click=_step_unit, args=(options, unit, 1), width="stretch")
+    nav[0].button("◀ previous", key="unit_prev", on_click=_step_unit, args=(options, unit, -1), width="stretch",
+                  shortcut="K", help="the previous unit of this ranking (key K)")
+    nav[1].button("next ▶", key="unit_next", on_click=_step_unit, args=(options, unit, 1), width="stretch",
+                  shortcut="J", help="the next unit of this ranking (key J, as in a mail reader)")
     flag = ex.unit_flag(unit)
     if flag:
         st.warning(f"{unit} is flagged {FLAG_TEXT[flag]}.", icon="⚠️")
