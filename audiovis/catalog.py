@@ -35,7 +35,7 @@ def read_manifest(path: str | os.PathLike, audio_dir: str | os.PathLike,
     path, root = Path(path), Path(audio_dir).resolve()
     if not path.exists():
         raise DataError(f"manifest '{path}' not found")
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:   # -sig: a spreadsheet's BOM
         rows = list(csv.reader(f))
     if not rows:
         raise DataError(f"manifest '{path}' is empty; expected a header with song_id and file columns")
@@ -113,7 +113,7 @@ def read_labels(path: str | os.PathLike) -> dict[str, dict[str, str]]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"labels file '{path}' not found")
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise DataError(f"labels file '{path}' has no rows")
@@ -137,7 +137,7 @@ def read_segments(path: str | os.PathLike) -> list[tuple[str, float, float, str,
     if not path.exists():
         raise DataError(f"segments file '{path}' not found")
     out = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         for n, r in enumerate(csv.DictReader(f), start=2):
             try:
                 out.append((r["song_id"], float(r["start_s"]), float(r["end_s"]), r["concept"], r["value"]))

@@ -249,6 +249,32 @@ def test_ab_view_shows_two_units_side_by_side(monkeypatch, built_ws):
     assert not at.exception and at.query_params["b"] == "conv1:3"
 
 
+def test_ab_view_says_when_a_linked_unit_is_not_shown(monkeypatch, built_ws):
+    at = _app(monkeypatch, built_ws[0], view="compare", a="conv9:99999", b="conv3:2")
+    assert not at.exception
+    assert any(w.value.startswith("unit conv9:99999 is not a live unit of this model") for w in at.warning)
+    shown = at.selectbox(key="unit_a").value
+    assert shown != "conv9:99999" and at.query_params["a"] == shown and at.query_params["b"] == "conv3:2"
+
+
+def test_listener_page_plays_around_a_song_whose_audio_is_gone(monkeypatch, built_ws, tmp_path):
+    from audiovis.listeners import listening_history
+    from audiovis.workspace import Workspace
+    ws = tmp_path / "ws"
+    shutil.copytree(built_ws[0], ws)
+    user = Workspace(ws).user_ids()[0]
+    top = listening_history(ws, user, 8)
+    gone = Workspace(ws).resolve_audio(Workspace(ws).songs()[top[0]["song_idx"]]["path"])
+    Path(gone).rename(Path(gone).with_suffix(".moved"))
+    try:
+        at = _app(monkeypatch, ws, view="listeners", user=user)
+    finally:
+        Path(gone).with_suffix(".moved").rename(gone)
+    assert not at.exception and not at.error
+    assert any(w.value.startswith(f"cannot play {top[0]['song_id']}") for w in at.warning)
+    assert len(at.get("audio")) >= len(top) - 1
+
+
 def test_listener_view_without_listeners_names_the_command(monkeypatch, built_ws):
     at = _app(monkeypatch, built_ws[0], view="listeners", user="nobody")
     assert not at.exception

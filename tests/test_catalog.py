@@ -35,6 +35,21 @@ def test_labels_skip_numeric_and_file_columns(tmp_path):
     assert read_labels(p) == {"a": {"groove": "swing"}, "b": {"groove": "polka"}}
 
 
+def test_csv_files_saved_by_a_spreadsheet_with_a_byte_order_mark_are_read(tmp_path):
+    from audiovis.catalog import read_segments
+    p = tmp_path / "labels.csv"
+    p.write_text("song_id,groove\na,swing\n", encoding="utf-8-sig")        # Excel's "CSV UTF-8"
+    assert read_labels(p) == {"a": {"groove": "swing"}}
+    p = tmp_path / "segments.csv"
+    p.write_text("song_id,start_s,end_s,concept,value\na,0,1,lead,flute\n", encoding="utf-8-sig")
+    assert read_segments(p) == [("a", 0.0, 1.0, "lead", "flute")]
+    (tmp_path / "a.wav").write_bytes(b"")
+    p = tmp_path / "manifest.csv"
+    p.write_text("song_id,file\nS1,a.wav\n", encoding="utf-8-sig")
+    mapping, problems = read_manifest(p, tmp_path)
+    assert list(mapping) == ["S1"] and not problems
+
+
 def test_manifest_cannot_escape_root(tmp_path):
     root = tmp_path / "lib"
     root.mkdir()

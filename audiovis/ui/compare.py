@@ -11,6 +11,7 @@ from .common import (
     format_labels,
     get_explorer,
     index_stamp,
+    notice,
     playlist_audio,
     unit_link,
     unit_table,
@@ -25,8 +26,12 @@ def _side_ui(ws_path: str, key: str, options: list[str], default: str, n: int) -
     ex = get_explorer(ws_path)
     stamp = index_stamp(ws_path)
     ss = st.session_state
-    if ss.get(key) not in options:
+    asked = ss.get(key)
+    if asked not in options:
         ss[key] = default if default in options else options[0]
+        if asked:                                  # from the link (?a= / ?b=): say so, do not swap silently
+            notice(f"unit {asked} is not a live unit of this model (dead and edge units are left out of the A/B "
+                   f"view); showing {ss[key]} as unit {key[-1].upper()}.")
     unit = st.selectbox(f"Unit {key[-1].upper()}", options, key=key, format_func=ex.unit_label)
     labs = ex.unit_labels(unit)
     s = ex.unit_stats(unit)

@@ -86,8 +86,11 @@ def listeners_ui(ws_path: str) -> dict:
             t0 = max(0.0, dur / 2 - 5.0)
             st.markdown(f"**{r['rank']}. [{r['song_id']}]({song_link(r['song_id'], ws_path)})** · "
                         f"{r['plays']:g} plays · 10 s from the middle")
-            data, mime = encoded_clip(ws_path, r["song_idx"], t0, min(dur, t0 + 10.0))
-            clip_player(data, mime)
+            try:                                    # one song's missing audio costs its player, not the view
+                data, mime = encoded_clip(ws_path, r["song_idx"], t0, min(dur, t0 + 10.0))
+                clip_player(data, mime)
+            except AudiovisError as e:
+                st.warning(f"cannot play {r['song_id']}: {e}")
     with right:
         st.markdown("#### Units that drive their recommendations")
         state, msg = lst.listeners_state(ws)
