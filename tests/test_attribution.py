@@ -121,6 +121,24 @@ def test_workspace_cnn_attributes_a_listener_and_a_unit(built_ws):
     assert np.isfinite(w.deletion.area) and np.isfinite(w.deletion.random_area)
 
 
+def test_window_values_batch_as_one_window_at_a_time(built_ws):
+    """The window search runs the windows and their floors in batches: the same values as one window at a time."""
+    from audiovis.interpret.attribution import target_function
+    from audiovis.interpret.network import load_network
+    from audiovis.interpret.targets import make_target
+    from audiovis.interpret.why import song_windows, window_values
+    from audiovis.workspace import Workspace
+    ws = Workspace(built_ws[0])
+    net = load_network(ws)
+    windows = song_windows(ws, ws.song_ids()[0])
+    assert len(windows) > 1
+    for kw in ({"unit": "conv2:1"}, {"listener": ws.user_ids()[0]}):
+        t = make_target(net, ws, window=windows[0], **kw)
+        with torch.no_grad():
+            one = [float(target_function(net, t, w)(torch.from_numpy(w.S_db[None]))[0]) for w in windows]
+        np.testing.assert_allclose(window_values(net, t, windows, batch=3), one, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_listener_or_song_not_in_the_workspace_is_named(built_ws):
     from audiovis.interpret.why import why

@@ -35,16 +35,35 @@ class Why:
                 "deletion": self.deletion.to_dict() if self.deletion is not None else None}
 
 
-def pick_window(net: Network, target, windows: list[Window]) -> Window:
-    """The window where the target is highest (how a song's window is chosen when none is named)."""
-    if len(windows) == 1:
-        return windows[0]
+def window_values(net: Network, target, windows: list[Window], batch: int = 16) -> np.ndarray:
+    """The target on each window [shape=(len(windows),)], as :func:`~.attribution.target_function` gives it (a
+    unit's target over its resting level on that window's floor); models that eat the log-mel run ``batch``
+    windows and their floors per pass, a waveform model (heard through its window's STFT) one window at a time."""
     import torch
 
     from .attribution import target_function
     with torch.no_grad():
-        v = [float(target_function(net, target, w)(torch.from_numpy(w.S_db[None]))[0]) for w in windows]
-    return windows[int(np.argmax(v))]
+        if net.adapter is not None and net.adapter.input == "waveform":
+            return np.array([float(target_function(net, target, w)(torch.from_numpy(w.S_db[None]))[0])
+                             for w in windows])
+        layers, out = list(target.layers), []
+        for i in range(0, len(windows), batch):
+            ws = windows[i:i + batch]
+            x = torch.from_numpy(np.stack([w.S_db for w in ws]))
+            acts, y = net.forward(x, layers, ws[0])
+            rest = None
+            if layers:
+                floors = torch.stack([torch.full(w.S_db.shape, w.floor_db) for w in ws])
+                rest = {k: v.detach() for k, v in net.forward(floors, layers, ws[0])[0].items()}
+            out.append(target(acts, y, rest).float().numpy())
+    return np.concatenate(out)
+
+
+def pick_window(net: Network, target, windows: list[Window]) -> Window:
+    """The window where the target is highest (how a song's window is chosen when none is named)."""
+    if len(windows) == 1:
+        return windows[0]
+    return windows[int(np.argmax(window_values(net, target, windows)))]
 
 
 def song_windows(ws, song_or_file: str | os.PathLike, at: float | None = None) -> list[Window]:
